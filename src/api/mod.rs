@@ -1,0 +1,37 @@
+//! The HTTP API (axum): `/healthz`, `/readyz` and everything under `/v1`, JSON in and
+//! out, errors in one shape: `{"error": {"code", "message", "field"?}}`.
+
+mod error;
+mod health;
+mod plugins;
+
+pub use error::ApiError;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::bus::Bus;
+use crate::plugins::PluginHost;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub plugins: Arc<PluginHost>,
+    pub store: Store,
+    pub bus: Bus,
+    /// Set once the initial plugin scan finished.
+    pub ready: Arc<AtomicBool>,
+    pub plugins_dir: std::path::PathBuf,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::routes())
+        .nest("/v1", plugins::routes())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

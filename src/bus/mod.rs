@@ -1,0 +1,123 @@
+//! The bus: every fact the runtime records is an event, appended to the store's log
+//! with a monotonically increasing `seq`, then fanned out in memory to live
+//! subscribers.
+//!
+//! Invariant: an event is persisted before any subscriber sees it, so a subscriber that
+//! resumes from the log never misses what it was shown live.
+
+pub mod topic;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::store::{Store, StoreError};
+pub use topic::{TopicError, TopicPattern};
+
+/// Largest `data` payload accepted, in bytes of JSON text.
+pub const MAX_EVENT_DATA_BYTES: usize = 1024 * 1024;
+
+/// An event as stored and delivered (CloudEvents-style attributes plus `seq`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub id: String,
+    pub topic: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub source: String,
+    pub subject: Option<String>,
+    pub time: String,
+    pub correlation_id: Option<String>,
+    pub data: serde_json::Value,
+}
+
+/// An event to publish; the bus assigns `seq`, `id` and `time`.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub topic: String,
+    pub event_type: String,
+    pub source: String,
+    pub subject: Option<String>,
+    pub correlation_id: Option<String>,
+    pub data: serde_json::Value,
+}
+
+impl NewEvent {
+    /// An event from the runtime itself (`source` = `switchyard`).
+    pub fn runtime(
+        topic: impl Into<String>,
+        event_type: impl Into<String>,
+        data: serde_json::Value,
+    ) -> Self {
+        Self {
+            topic: topic.into(),
+            event_type: event_type.into(),
+            source: "switchyard".into(),
+            subject: None,
+            correlation_id: None,
+            data,
+        }
+    }
+}
+
+/// Why an event was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    #[error("event data is {0} bytes, more than the limit of {MAX_EVENT_DATA_BYTES}")]
+    TooLarge(usize),
+    #[error("event type is empty")]
+    EmptyType,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The bus; cheap to clone.
+#[derive(Clone)]
+pub struct Bus {
+    store: Store,
+    live: broadcast::Sender<Event>,
+}
+
+impl Bus {
+    pub fn new(store: Store) -> Self {
+        let (live, _) = broadcast::channel(4096);
+        Self { store, live }
+    }
+
+    /// Validate, persist, then fan out. Returns the stored event.
+    pub async fn publish(&self, event: NewEvent) -> Result<Event, BusError> {
+        topic::validate_topic(&event.topic)?;
+        if event.event_type.is_empty() {
+            return Err(BusError::EmptyType);
+        }
+        let data = serde_json::to_string(&event.data).unwrap_or_else(|_| "null".into());
+        if data.len() > MAX_EVENT_DATA_BYTES {
+            return Err(BusError::TooLarge(data.len()));
+        }
+        let stored = self.store.append_event(event, data).await?;
+        // No live subscriber is not an error: the log has it.
+        let _ = self.live.send(stored.clone());
+        Ok(stored)
+    }
+
+    /// Publish and log instead of failing: for the runtime's own notices, which must
+    /// never turn a successful operation into a failed one.
+    pub async fn notify(&self, event: NewEvent) {
+        let topic = event.topic.clone();
+        if let Err(e) = self.publish(event).await {
+            tracing::warn!(%topic, error = %e, "could not publish a runtime event");
+        }
+    }
+
+    /// Live events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.live.subscribe()
+    }
+
+    /// Stored events with `seq > after`, oldest first, at most `limit`.
+    pub async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.store.events_after(after, limit).await
+    }
+}

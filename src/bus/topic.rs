@@ -1,0 +1,147 @@
+//! Topic names and NATS-style patterns: dot-separated tokens, `*` matches one token,
+//! `>` (last token only) matches one or more remaining tokens.
+
+/// Why a topic or pattern is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic is empty")]
+    Empty,
+    #[error("topic `{0}` is longer than 256 bytes")]
+    TooLong(String),
+    #[error(
+        "topic `{topic}` has an empty token at position {position} (two dots, or a dot at an end)"
+    )]
+    EmptyToken { topic: String, position: usize },
+    #[error("topic `{topic}` has `{token}`: tokens use letters, digits, '-', '_' and ':'")]
+    BadToken { topic: String, token: String },
+    #[error(
+        "topic `{0}` has a wildcard: publish to a concrete topic (wildcards are for subscribing)"
+    )]
+    Wildcard(String),
+    #[error("pattern `{0}` has `>` before its last token")]
+    TailNotLast(String),
+}
+
+fn tokens(topic: &str) -> Result<std::str::Split<'_, char>, TopicError> {
+    if topic.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if topic.len() > 256 {
+        return Err(TopicError::TooLong(topic.to_owned()));
+    }
+    Ok(topic.split('.'))
+}
+
+fn check_token(topic: &str, position: usize, token: &str) -> Result<(), TopicError> {
+    if token.is_empty() {
+        return Err(TopicError::EmptyToken {
+            topic: topic.to_owned(),
+            position,
+        });
+    }
+    if !token
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':'))
+    {
+        return Err(TopicError::BadToken {
+            topic: topic.to_owned(),
+            token: token.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Check a concrete topic (what events are published to).
+pub fn validate_topic(topic: &str) -> Result<(), TopicError> {
+    for (i, token) in tokens(topic)?.enumerate() {
+        if token == "*" || token == ">" {
+            return Err(TopicError::Wildcard(topic.to_owned()));
+        }
+        check_token(topic, i, token)?;
+    }
+    Ok(())
+}
+
+/// A parsed subscription pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicPattern {
+    tokens: Vec<String>,
+}
+
+impl TopicPattern {
+    pub fn parse(pattern: &str) -> Result<Self, TopicError> {
+        let parts: Vec<&str> = tokens(pattern)?.collect();
+        for (i, token) in parts.iter().enumerate() {
+            match *token {
+                "*" => {}
+                ">" if i + 1 == parts.len() => {}
+                ">" => return Err(TopicError::TailNotLast(pattern.to_owned())),
+                _ => check_token(pattern, i, token)?,
+            }
+        }
+        Ok(Self {
+            tokens: parts.into_iter().map(str::to_owned).collect(),
+        })
+    }
+
+    /// Does `topic` (a valid concrete topic) match?
+    pub fn matches(&self, topic: &str) -> bool {
+        let mut topic_tokens = topic.split('.');
+        for (i, want) in self.tokens.iter().enumerate() {
+            match (want.as_str(), topic_tokens.next()) {
+                (">", Some(_)) if i + 1 == self.tokens.len() => return true,
+                (_, None) => return false,
+                ("*", Some(_)) => {}
+                (w, Some(t)) if w == t => {}
+                _ => return false,
+            }
+        }
+        topic_tokens.next().is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(p: &str, t: &str) -> bool {
+        TopicPattern::parse(p).unwrap().matches(t)
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(m("a.b", "a.b"));
+        assert!(!m("a.b", "a.b.c"));
+        assert!(!m("a.b.c", "a.b"));
+        assert!(m("a.*", "a.b"));
+        assert!(!m("a.*", "a.b.c"));
+        assert!(m("a.*.c", "a.x.c"));
+        assert!(m("a.>", "a.b"));
+        assert!(m("a.>", "a.b.c.d"));
+        assert!(!m("a.>", "a"));
+        assert!(m(">", "anything.at.all"));
+        assert!(m("*.*", "x.y"));
+    }
+
+    #[test]
+    fn rejects_bad_topics_and_patterns() {
+        assert_eq!(validate_topic(""), Err(TopicError::Empty));
+        assert!(matches!(
+            validate_topic("a..b"),
+            Err(TopicError::EmptyToken { position: 1, .. })
+        ));
+        assert!(matches!(
+            validate_topic("a.*"),
+            Err(TopicError::Wildcard(_))
+        ));
+        assert!(matches!(
+            validate_topic("a b"),
+            Err(TopicError::BadToken { .. })
+        ));
+        assert!(validate_topic("plugin.echo-agent.loaded").is_ok());
+        assert!(matches!(
+            TopicPattern::parse("a.>.b"),
+            Err(TopicError::TailNotLast(_))
+        ));
+    }
+}

@@ -1,0 +1,196 @@
+//! Server configuration: command-line flags, then `SWITCHYARD_*` environment variables,
+//! then `switchyard.toml`, then built-in defaults — the first that sets a value wins.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7777";
+
+/// The effective configuration of a server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub plugins_dir: PathBuf,
+    pub recipes_dir: PathBuf,
+    /// `[plugins.NAME.config]`: values that override a plugin's manifest defaults.
+    pub plugin_config: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+}
+
+/// Values given on the command line or in the environment (clap merges the two).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// Address to listen on [default: 127.0.0.1:7777].
+    #[arg(long, env = "SWITCHYARD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the database and caches [default: ./.switchyard].
+    #[arg(long, env = "SWITCHYARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of plugins, one folder each [default: ./plugins].
+    #[arg(long, env = "SWITCHYARD_PLUGINS")]
+    pub plugins: Option<PathBuf>,
+    /// Directory of recipe files [default: ./recipes].
+    #[arg(long, env = "SWITCHYARD_RECIPES")]
+    pub recipes: Option<PathBuf>,
+    /// Configuration file [default: ./switchyard.toml if it exists].
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// `switchyard.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    plugins_dir: Option<PathBuf>,
+    recipes_dir: Option<PathBuf>,
+    #[serde(default)]
+    plugins: BTreeMap<String, PluginSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginSection {
+    #[serde(default)]
+    config: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Resolve the configuration from `overrides` and the config file.
+    pub fn resolve(overrides: &Overrides) -> Result<Self, ConfigError> {
+        let (file, base) = match &overrides.config {
+            Some(path) => (read_file(path)?, path.parent().map(Path::to_owned)),
+            None if Path::new("switchyard.toml").is_file() => {
+                (read_file(Path::new("switchyard.toml"))?, None)
+            }
+            None => (FileConfig::default(), None),
+        };
+        // Paths in a config file are relative to the file.
+        let rel = |p: PathBuf| match &base {
+            Some(b) if p.is_relative() => b.join(p),
+            _ => p,
+        };
+        Ok(Self {
+            listen: overrides
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address")),
+            data_dir: overrides
+                .data_dir
+                .clone()
+                .or(file.data_dir.map(rel))
+                .unwrap_or_else(|| PathBuf::from(".switchyard")),
+            plugins_dir: overrides
+                .plugins
+                .clone()
+                .or(file.plugins_dir.map(rel))
+                .unwrap_or_else(|| PathBuf::from("plugins")),
+            recipes_dir: overrides
+                .recipes
+                .clone()
+                .or(file.recipes_dir.map(rel))
+                .unwrap_or_else(|| PathBuf::from("recipes")),
+            plugin_config: file
+                .plugins
+                .into_iter()
+                .map(|(name, section)| {
+                    let values = section
+                        .config
+                        .into_iter()
+                        .filter_map(|(k, v)| serde_json::to_value(v).ok().map(|v| (k, v)))
+                        .collect();
+                    (name, values)
+                })
+                .collect(),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|s| crate::plugins::manifest::line_col(&text, s.start))
+            .unwrap_or((1, 1));
+        ConfigError::Parse {
+            path: path.to_owned(),
+            line,
+            column,
+            message: e.message().trim().to_owned(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_and_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchyard.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"state\"\n[plugins.keyword-trigger.config]\nkeywords = [\"panic\"]\n",
+        )
+        .unwrap();
+        let from_file = Config::resolve(&Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(from_file.listen.port(), 9000);
+        assert_eq!(from_file.data_dir, dir.path().join("state"));
+        assert_eq!(from_file.plugins_dir, PathBuf::from("plugins"));
+        assert_eq!(
+            from_file.plugin_config["keyword-trigger"]["keywords"],
+            serde_json::json!(["panic"])
+        );
+        let flagged = Config::resolve(&Overrides {
+            config: Some(path),
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(flagged.listen.port(), 1);
+    }
+
+    #[test]
+    fn a_typo_in_the_file_names_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchyard.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9000\"\nplugin_dir = \"x\"\n").unwrap();
+        let err = Config::resolve(&Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("switchyard.toml:2:1:"), "{err}");
+        assert!(err.contains("plugins_dir"), "{err}");
+    }
+}

@@ -1,0 +1,14 @@
+//! Switchyard: a host runtime for AI-agent work. Sessions, queues and an event bus,
+//! with everything that touches the outside world done by WebAssembly components.
+//!
+//! See `ARCHITECTURE.md` for the map of the modules.
+
+pub mod api;
+pub mod bus;
+pub mod cli;
+pub mod config;
+pub mod plugins;
+pub mod server;
+pub mod store;
+pub mod time;
+pub mod watch;

@@ -1,0 +1,126 @@
+//! `switchyard serve`: open the store, load plugins, serve HTTP, watch for changes, and
+//! shut down gracefully.
+//!
+//! Start-up order matters: the listener is bound first, so `/healthz` answers while
+//! plugins compile (`/readyz` says when they are done). Shutdown stops accepting
+//! requests, lets requests and plugin calls in flight finish (up to a grace period),
+//! then exits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState};
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::plugins::{EngineOptions, HostServices, PluginHost};
+use crate::store::Store;
+
+/// How long shutdown waits for plugin calls in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Quiet time after the last file change before plugins reload. Long enough for a
+/// build tool to finish writing a component.
+const PLUGIN_DEBOUNCE: Duration = Duration::from_millis(300);
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    let store = Store::open(&config.data_dir)?;
+    let bus = Bus::new(store.clone());
+    let plugins = Arc::new(
+        PluginHost::new(
+            EngineOptions::default(),
+            config.data_dir.join("cache").join("components"),
+            HostServices {
+                store: Some(store.clone()),
+                bus: Some(bus.clone()),
+                plugin_config: config.plugin_config.clone(),
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("cannot start the wasm engine: {e:#}"))?,
+    );
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    // On stdout, for scripts and tests that start a server on port 0.
+    println!("switchyard listening on http://{addr}");
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), plugins = %config.plugins_dir.display(), "switchyard started");
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let loader = tokio::spawn(load_and_watch(
+        plugins.clone(),
+        config.plugins_dir.clone(),
+        ready.clone(),
+    ));
+
+    let app = api::router(AppState {
+        plugins: plugins.clone(),
+        store,
+        bus,
+        ready,
+        plugins_dir: config.plugins_dir.clone(),
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+
+    tracing::info!(
+        in_flight = plugins.calls_in_flight(),
+        "shutting down: waiting for plugin calls in flight"
+    );
+    loader.abort();
+    if !plugins.drain(SHUTDOWN_GRACE).await {
+        tracing::warn!("plugin calls still running after {SHUTDOWN_GRACE:?}; exiting anyway");
+    }
+    tracing::info!("switchyard stopped");
+    Ok(())
+}
+
+/// Load every plugin, mark the server ready, then reload plugins as their folders change.
+async fn load_and_watch(plugins: Arc<PluginHost>, dir: std::path::PathBuf, ready: Arc<AtomicBool>) {
+    let watch = crate::watch::watch_dir(&dir, PLUGIN_DEBOUNCE);
+    plugins.scan(&dir).await;
+    ready.store(true, Ordering::Release);
+    let (_watch, mut changes) = match watch {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(dir = %dir.display(), error = %e, "cannot watch the plugins directory; hot reload is off");
+            return;
+        }
+    };
+    while let Some(changed) = changes.recv().await {
+        for path in changed {
+            // Loose files at the top level are not plugins.
+            if path.is_dir() || !path.exists() {
+                plugins.reload(&path).await;
+            }
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

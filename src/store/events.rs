@@ -1,0 +1,67 @@
+//! The bus log (`events`): append and read back in `seq` order.
+
+use rusqlite::params;
+
+use super::{Store, StoreError};
+use crate::bus::{Event, NewEvent};
+
+impl Store {
+    /// Append one event; `data` is its JSON text.
+    pub async fn append_event(&self, event: NewEvent, data: String) -> Result<Event, StoreError> {
+        let id = ulid::Ulid::new().to_string();
+        let time = crate::time::now_rfc3339();
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO events (id, topic, type, source, subject, time, correlation_id, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    id,
+                    event.topic,
+                    event.event_type,
+                    event.source,
+                    event.subject,
+                    time,
+                    event.correlation_id,
+                    data
+                ],
+            )?;
+            Ok(Event {
+                seq: c.last_insert_rowid() as u64,
+                id,
+                topic: event.topic,
+                event_type: event.event_type,
+                source: event.source,
+                subject: event.subject,
+                time,
+                correlation_id: event.correlation_id,
+                data: event.data,
+            })
+        })
+        .await
+    }
+
+    pub async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, id, topic, type, source, subject, time, correlation_id, data
+                 FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
+                let data: String = r.get(8)?;
+                Ok(Event {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    id: r.get(1)?,
+                    topic: r.get(2)?,
+                    event_type: r.get(3)?,
+                    source: r.get(4)?,
+                    subject: r.get(5)?,
+                    time: r.get(6)?,
+                    correlation_id: r.get(7)?,
+                    data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
