@@ -16,6 +16,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub plugins_dir: PathBuf,
     pub recipes_dir: PathBuf,
+    /// Compiled components, keyed by content hash (default `<data_dir>/cache/components`).
+    pub cache_dir: PathBuf,
     /// `[plugins.NAME.config]`: values that override a plugin's manifest defaults.
     pub plugin_config: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
 }
@@ -35,6 +37,9 @@ pub struct Overrides {
     /// Directory of recipe files [default: ./recipes].
     #[arg(long, env = "SWITCHYARD_RECIPES")]
     pub recipes: Option<PathBuf>,
+    /// Directory of compiled components [default: <data-dir>/cache/components].
+    #[arg(long, env = "SWITCHYARD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Configuration file [default: ./switchyard.toml if it exists].
     #[arg(long, env = "SWITCHYARD_CONFIG")]
     pub config: Option<PathBuf>,
@@ -48,6 +53,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     plugins_dir: Option<PathBuf>,
     recipes_dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
     #[serde(default)]
     plugins: BTreeMap<String, PluginSection>,
 }
@@ -90,16 +96,22 @@ impl Config {
             Some(b) if p.is_relative() => b.join(p),
             _ => p,
         };
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or(file.data_dir.map(rel))
+            .unwrap_or_else(|| PathBuf::from(".switchyard"));
         Ok(Self {
+            cache_dir: overrides
+                .cache_dir
+                .clone()
+                .or(file.cache_dir.map(rel))
+                .unwrap_or_else(|| data_dir.join("cache").join("components")),
+            data_dir,
             listen: overrides
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default address")),
-            data_dir: overrides
-                .data_dir
-                .clone()
-                .or(file.data_dir.map(rel))
-                .unwrap_or_else(|| PathBuf::from(".switchyard")),
             plugins_dir: overrides
                 .plugins
                 .clone()

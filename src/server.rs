@@ -33,7 +33,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let plugins = Arc::new(
         PluginHost::new(
             EngineOptions::default(),
-            config.data_dir.join("cache").join("components"),
+            config.cache_dir.clone(),
             HostServices {
                 store: Some(store.clone()),
                 bus: Some(bus.clone()),

@@ -1,0 +1,197 @@
+//! Test harness: real plugin folders in a temp dir, a real `switchyard serve` process on
+//! a free loopback port, and a JSON client — so each test reads like a user session.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One compile cache for every test run, so an 18 MB Python component is compiled once.
+pub fn shared_cache() -> PathBuf {
+    repo().join("target").join("test-component-cache")
+}
+
+/// The folder of a shipped plugin (`plugins/NAME`) or a fixture (`tests/fixtures/NAME`).
+pub fn plugin_source(name: &str) -> PathBuf {
+    let shipped = repo().join("plugins").join(name);
+    let dir = if shipped.join("plugin.toml").exists() {
+        shipped
+    } else {
+        repo().join("tests/fixtures").join(name)
+    };
+    let wasm = dir.join(format!("{name}.wasm"));
+    assert!(
+        wasm.exists(),
+        "{} is missing: run plugins/build-all.sh (scripts/test.sh does) before cargo test",
+        wasm.display()
+    );
+    dir
+}
+
+/// Copy a plugin's manifest and component into `plugins_dir/NAME`.
+pub fn install_plugin(plugins_dir: &Path, name: &str) -> PathBuf {
+    let src = plugin_source(name);
+    let dst = plugins_dir.join(name);
+    std::fs::create_dir_all(&dst).unwrap();
+    for file in ["plugin.toml".to_owned(), format!("{name}.wasm")] {
+        std::fs::copy(src.join(&file), dst.join(&file)).unwrap();
+    }
+    dst
+}
+
+/// Replace `path` the way editors and build tools do: write a sibling, rename it over.
+pub fn replace_file(path: &Path, contents: &[u8]) {
+    let tmp = path.with_extension("tmp-replace");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A running `switchyard serve`.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data_dir: tempfile::TempDir,
+    pub plugins_dir: PathBuf,
+    _plugins_root: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Server {
+    /// Start a server with copies of the named plugins; wait until it is ready.
+    pub async fn start(plugins: &[&str]) -> Server {
+        let plugins_root = tempfile::tempdir().unwrap();
+        let plugins_dir = plugins_root.path().join("plugins");
+        std::fs::create_dir_all(&plugins_dir).unwrap();
+        for name in plugins {
+            install_plugin(&plugins_dir, name);
+        }
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .arg("--plugins")
+            .arg(&plugins_dir)
+            .arg("--recipes")
+            .arg(plugins_root.path().join("recipes"))
+            .arg("--cache-dir")
+            .arg(shared_cache())
+            .env("SWITCHYARD_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start switchyard");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("switchyard listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_owned();
+        let server = Server {
+            child,
+            url,
+            data_dir,
+            plugins_dir,
+            _plugins_root: plugins_root,
+            http: reqwest::Client::new(),
+        };
+        server.wait_ready(Duration::from_secs(120)).await;
+        server
+    }
+
+    async fn wait_ready(&self, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.url)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(start.elapsed() < limit, "server not ready after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// GET, returning (status, JSON body).
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST JSON, returning (status, JSON body).
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Call a plugin export through the API.
+    pub async fn call(&self, plugin: &str, export: &str, input: Value) -> (u16, Value) {
+        self.post(
+            &format!("/v1/plugins/{plugin}/call"),
+            &serde_json::json!({ "export": export, "input": input }),
+        )
+        .await
+    }
+
+    /// The plugin's entry in `GET /v1/plugins/NAME`.
+    pub async fn plugin(&self, name: &str) -> Value {
+        self.get(&format!("/v1/plugins/{name}")).await.1
+    }
+
+    /// Poll `check` on the plugin's summary until it holds (or panic after `limit`).
+    pub async fn wait_plugin(
+        &self,
+        name: &str,
+        limit: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let start = Instant::now();
+        loop {
+            let p = self.plugin(name).await;
+            if check(&p) {
+                return p;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "plugin {name} never reached the expected state: {p}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Send SIGTERM and wait for the process to exit; returns its exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
