@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use axum::Router;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::bus::Bus;
 use crate::plugins::PluginHost;
@@ -32,6 +32,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
         .nest("/v1", plugins::routes())
-        .layer(TraceLayer::new_for_http())
+        // A 503 from /readyz while starting is expected; errors that matter are logged
+        // where they happen, with their cause.
+        .layer(
+            TraceLayer::new_for_http()
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .with_state(state)
 }

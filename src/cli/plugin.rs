@@ -32,6 +32,18 @@ pub enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Create a new plugin folder that builds with one command and passes `plugin check`.
+    New {
+        /// Plugin name: lower-case letters, digits and '-'.
+        name: String,
+        #[arg(long)]
+        lang: super::scaffold::Lang,
+        #[arg(long, default_value = "trigger")]
+        kind: crate::plugins::PluginKind,
+        /// Where to create it (the plugin goes in DIR/NAME).
+        #[arg(long, env = "SWITCHYARD_PLUGINS", default_value = "plugins")]
+        dir: PathBuf,
+    },
     /// Call one export of a loaded plugin with JSON input, for debugging.
     Call {
         name: String,
@@ -112,6 +124,18 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<()> {
                 }
                 _ => Ok(()),
             }
+        }
+        PluginCommand::New {
+            name,
+            lang,
+            kind,
+            dir,
+        } => {
+            let created = super::scaffold::scaffold(lang, kind, &name, &dir)?;
+            println!("created {}", created.display());
+            println!("build it:  bash {}/build.sh", created.display());
+            println!("check it:  switchyard plugin check {}", created.display());
+            Ok(())
         }
         PluginCommand::Call {
             name,

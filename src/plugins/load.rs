@@ -268,8 +268,9 @@ fn check_exports(
     .filter(|k| *k != kind)
     {
         format!(
-            "exports {} — that is a {other} plugin, but plugin.toml says kind = \"{kind}\"",
-            ours.join(", ")
+            "exports {}: the component implements world `{}`, but plugin.toml says kind = \"{kind}\"",
+            ours.join(", "),
+            other.world()
         )
     } else {
         format!(

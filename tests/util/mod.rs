@@ -55,11 +55,11 @@ pub fn replace_file(path: &Path, contents: &[u8]) {
 
 /// A running `switchyard serve`.
 pub struct Server {
-    child: Child,
+    child: ChildGuard,
     pub url: String,
     pub data_dir: tempfile::TempDir,
     pub plugins_dir: PathBuf,
-    _plugins_root: tempfile::TempDir,
+    plugins_root: tempfile::TempDir,
     http: reqwest::Client,
 }
 
@@ -72,7 +72,17 @@ impl Server {
         for name in plugins {
             install_plugin(&plugins_dir, name);
         }
-        let data_dir = tempfile::tempdir().unwrap();
+        Self::launch(plugins_root, tempfile::tempdir().unwrap()).await
+    }
+
+    /// Stop with SIGTERM and start again on the same data and plugins.
+    pub async fn restart(mut self) -> Server {
+        assert!(self.child.terminate().success());
+        Self::launch(self.plugins_root, self.data_dir).await
+    }
+
+    async fn launch(plugins_root: tempfile::TempDir, data_dir: tempfile::TempDir) -> Server {
+        let plugins_dir = plugins_root.path().join("plugins");
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
@@ -90,19 +100,22 @@ impl Server {
             .spawn()
             .expect("start switchyard");
         let stdout = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
+        reader.read_line(&mut line).unwrap();
+        // Keep draining stdout so a later print never hits a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let url = line
             .trim()
             .strip_prefix("switchyard listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_owned();
         let server = Server {
-            child,
+            child: ChildGuard(child),
             url,
             data_dir,
             plugins_dir,
-            _plugins_root: plugins_root,
+            plugins_root,
             http: reqwest::Client::new(),
         };
         server.wait_ready(Duration::from_secs(120)).await;
@@ -182,16 +195,29 @@ impl Server {
 
     /// Send SIGTERM and wait for the process to exit; returns its exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let status = self.child.wait().unwrap();
-        status
+        self.child.terminate()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
     }
 }
 
-impl Drop for Server {
+/// Kills the server process when a test ends, however it ends.
+struct ChildGuard(Child);
+
+impl ChildGuard {
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.0.wait().unwrap()
+    }
+}
+
+impl Drop for ChildGuard {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
