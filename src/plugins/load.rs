@@ -247,7 +247,7 @@ fn check_exports(
         .filter(|name| name.starts_with(&format!("{PACKAGE}/")))
         .collect();
     let wanted = format!("{PACKAGE}/{}@{world_version}", kind.export_interface());
-    if ours.iter().any(|n| *n == wanted) {
+    if ours.contains(&wanted) {
         return Ok(());
     }
     let message = if ours.is_empty() {

@@ -233,20 +233,19 @@ impl PluginManifest {
                 ));
             }
         }
-        if let Some(component) = &self.component {
-            if component.is_absolute()
+        if let Some(component) = &self.component
+            && (component.is_absolute()
                 || component
                     .components()
-                    .any(|c| c == std::path::Component::ParentDir)
-            {
-                return Err(invalid(
-                    "component",
-                    format!(
-                        "is `{}`: give a path inside the plugin folder",
-                        component.display()
-                    ),
-                ));
-            }
+                    .any(|c| c == std::path::Component::ParentDir))
+        {
+            return Err(invalid(
+                "component",
+                format!(
+                    "is `{}`: give a path inside the plugin folder",
+                    component.display()
+                ),
+            ));
         }
         for (name, secret) in &self.secrets {
             if secret.env.is_empty() {

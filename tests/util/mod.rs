@@ -125,10 +125,10 @@ impl Server {
     async fn wait_ready(&self, limit: Duration) {
         let start = Instant::now();
         loop {
-            if let Ok(r) = self.http.get(format!("{}/readyz", self.url)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.url)).send().await
+                && r.status().is_success()
+            {
+                return;
             }
             assert!(start.elapsed() < limit, "server not ready after {limit:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
