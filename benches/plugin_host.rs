@@ -18,7 +18,9 @@ use switchyard::plugins::bindings::{agent::AgentAdapterPre, trigger::TriggerPre}
 use switchyard::plugins::host::{
     BusCap, CallLimits, ConfigCap, HttpPolicy, KvCap, LogCap, PluginState, TurnCap, linker,
 };
-use switchyard::plugins::{ComponentCache, EngineOptions, HostServices, PluginHost, PluginKind, cache};
+use switchyard::plugins::{
+    ComponentCache, EngineOptions, HostServices, PluginHost, PluginKind, cache,
+};
 use wasmtime::Store;
 use wasmtime::component::Component;
 
@@ -28,7 +30,11 @@ fn repo() -> PathBuf {
 
 fn component_path(dir: &str, name: &str) -> PathBuf {
     let p = repo().join(dir).join(name).join(format!("{name}.wasm"));
-    assert!(p.exists(), "{} missing: run plugins/build-all.sh", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run plugins/build-all.sh",
+        p.display()
+    );
     p
 }
 
@@ -94,7 +100,12 @@ async fn measure<F: AsyncFnMut()>(mut f: F) -> Stats {
 }
 
 fn row(what: &str, component: &str, s: &Stats, fmt: fn(Duration) -> String) {
-    println!("| {what} | {component} | {} | {} | {} |", fmt(s.median), fmt(s.p99), s.n);
+    println!(
+        "| {what} | {component} | {} | {} | {} |",
+        fmt(s.median),
+        fmt(s.p99),
+        s.n
+    );
 }
 
 fn main() {
@@ -109,7 +120,11 @@ fn main() {
 async fn run() {
     let cache_dir = tempfile::tempdir().unwrap();
     let plugins_dir = tempfile::tempdir().unwrap();
-    for (dir, name) in [("plugins", "throttle-trigger"), ("plugins", "echo-agent"), ("tests/fixtures", "hostile")] {
+    for (dir, name) in [
+        ("plugins", "throttle-trigger"),
+        ("plugins", "echo-agent"),
+        ("tests/fixtures", "hostile"),
+    ] {
         let src = repo().join(dir).join(name);
         let dst = plugins_dir.path().join(name);
         std::fs::create_dir_all(&dst).unwrap();
@@ -117,7 +132,12 @@ async fn run() {
             std::fs::copy(src.join(&f), dst.join(&f)).unwrap();
         }
     }
-    let host = PluginHost::new(EngineOptions::default(), cache_dir.path(), HostServices::default()).unwrap();
+    let host = PluginHost::new(
+        EngineOptions::default(),
+        cache_dir.path(),
+        HostServices::default(),
+    )
+    .unwrap();
     host.scan(plugins_dir.path()).await;
     let engine = host.engine().clone();
     let linker = linker(&engine).unwrap();
@@ -126,54 +146,96 @@ async fn run() {
     println!("|---|---|---|---|---|");
 
     // --- C trigger: throttle-trigger, export describe ---
-    let c_component = Component::from_file(&engine, component_path("plugins", "throttle-trigger")).unwrap();
+    let c_component =
+        Component::from_file(&engine, component_path("plugins", "throttle-trigger")).unwrap();
     let c_pre = TriggerPre::new(linker.instantiate_pre(&c_component).unwrap()).unwrap();
     {
         let mut store = bare_store(&engine);
         let bindings = c_pre.instantiate_async(&mut store).await.unwrap();
         let s = measure(async || {
-            bindings.switchyard_plugin_trigger_api().call_describe(&mut store).await.unwrap();
+            bindings
+                .switchyard_plugin_trigger_api()
+                .call_describe(&mut store)
+                .await
+                .unwrap();
         })
         .await;
-        row("raw wasmtime typed call (pre-instantiated)", "C throttle-trigger `describe`", &s, us);
+        row(
+            "raw wasmtime typed call (pre-instantiated)",
+            "C throttle-trigger `describe`",
+            &s,
+            us,
+        );
     }
     let s = measure(async || {
         let mut store = bare_store(&engine);
         c_pre.instantiate_async(&mut store).await.unwrap();
     })
     .await;
-    row("instantiate (fresh store + InstancePre)", "C throttle-trigger", &s, us);
-    let c_plugin = host.active("throttle-trigger", PluginKind::Trigger).unwrap();
+    row(
+        "instantiate (fresh store + InstancePre)",
+        "C throttle-trigger",
+        &s,
+        us,
+    );
+    let c_plugin = host
+        .active("throttle-trigger", PluginKind::Trigger)
+        .unwrap();
     let s = measure(async || {
         host.describe(&c_plugin).await.unwrap();
     })
     .await;
-    row("**Switchyard call path**", "C throttle-trigger `describe`", &s, us);
+    row(
+        "**Switchyard call path**",
+        "C throttle-trigger `describe`",
+        &s,
+        us,
+    );
 
     // --- Rust adapter: echo-agent, export describe ---
-    let r_component = Component::from_file(&engine, component_path("plugins", "echo-agent")).unwrap();
+    let r_component =
+        Component::from_file(&engine, component_path("plugins", "echo-agent")).unwrap();
     let r_pre = AgentAdapterPre::new(linker.instantiate_pre(&r_component).unwrap()).unwrap();
     {
         let mut store = bare_store(&engine);
         let bindings = r_pre.instantiate_async(&mut store).await.unwrap();
         let s = measure(async || {
-            bindings.switchyard_plugin_agent_api().call_describe(&mut store).await.unwrap();
+            bindings
+                .switchyard_plugin_agent_api()
+                .call_describe(&mut store)
+                .await
+                .unwrap();
         })
         .await;
-        row("raw wasmtime typed call (pre-instantiated)", "Rust echo-agent `describe`", &s, us);
+        row(
+            "raw wasmtime typed call (pre-instantiated)",
+            "Rust echo-agent `describe`",
+            &s,
+            us,
+        );
     }
     let s = measure(async || {
         let mut store = bare_store(&engine);
         r_pre.instantiate_async(&mut store).await.unwrap();
     })
     .await;
-    row("instantiate (fresh store + InstancePre)", "Rust echo-agent", &s, us);
+    row(
+        "instantiate (fresh store + InstancePre)",
+        "Rust echo-agent",
+        &s,
+        us,
+    );
     let r_plugin = host.active("echo-agent", PluginKind::AgentAdapter).unwrap();
     let s = measure(async || {
         host.describe(&r_plugin).await.unwrap();
     })
     .await;
-    row("**Switchyard call path**", "Rust echo-agent `describe`", &s, us);
+    row(
+        "**Switchyard call path**",
+        "Rust echo-agent `describe`",
+        &s,
+        us,
+    );
 
     // --- Rust trigger with JSON in and out: hostile fixture, mode ok ---
     let event = Event {
@@ -192,7 +254,12 @@ async fn run() {
         host.evaluate("hostile", &event, &params).await.unwrap();
     })
     .await;
-    row("**Switchyard call path**", "Rust trigger `evaluate` (JSON in/out)", &s, us);
+    row(
+        "**Switchyard call path**",
+        "Rust trigger `evaluate` (JSON in/out)",
+        &s,
+        us,
+    );
 
     // --- Python component: compile vs load from the cache ---
     let py = component_path("plugins", "webhook-json");
