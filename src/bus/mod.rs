@@ -96,9 +96,15 @@ impl Bus {
         if data.len() > MAX_EVENT_DATA_BYTES {
             return Err(BusError::TooLarge(data.len()));
         }
-        let stored = self.store.append_event(event, data).await?;
-        // No live subscriber is not an error: the log has it.
-        let _ = self.live.send(stored.clone());
+        let live = self.live.clone();
+        // Fan out from the writer, right after the commit and in seq order: a live
+        // subscriber never sees seq N+1 before N. No subscriber is not an error.
+        let stored = self
+            .store
+            .append_event(event, data, move |e| {
+                let _ = live.send(e.clone());
+            })
+            .await?;
         Ok(stored)
     }
 

@@ -6,12 +6,21 @@ use super::{Store, StoreError};
 use crate::bus::{Event, NewEvent};
 
 impl Store {
-    /// Append one event; `data` is its JSON text.
-    pub async fn append_event(&self, event: NewEvent, data: String) -> Result<Event, StoreError> {
+    /// Append one event; `data` is its JSON text. `then` runs right after the commit,
+    /// in `seq` order across all appends (see `writer::Writer::write_then`).
+    pub async fn append_event(
+        &self,
+        event: NewEvent,
+        data: String,
+        then: impl FnOnce(&Event) + Send + 'static,
+    ) -> Result<Event, StoreError> {
         let id = ulid::Ulid::new().to_string();
         let time = crate::time::now_rfc3339();
-        self.write(move |c| {
-            c.execute(
+        self.inner
+            .writer
+            .write_then(
+                move |c| {
+                    c.execute(
                 "INSERT INTO events (id, topic, type, source, subject, time, correlation_id, data)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
@@ -25,19 +34,21 @@ impl Store {
                     data
                 ],
             )?;
-            Ok(Event {
-                seq: c.last_insert_rowid() as u64,
-                id,
-                topic: event.topic,
-                event_type: event.event_type,
-                source: event.source,
-                subject: event.subject,
-                time,
-                correlation_id: event.correlation_id,
-                data: event.data,
-            })
-        })
-        .await
+                    Ok(Event {
+                        seq: c.last_insert_rowid() as u64,
+                        id,
+                        topic: event.topic,
+                        event_type: event.event_type,
+                        source: event.source,
+                        subject: event.subject,
+                        time,
+                        correlation_id: event.correlation_id,
+                        data: event.data,
+                    })
+                },
+                then,
+            )
+            .await
     }
 
     pub async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {

@@ -51,7 +51,7 @@ fn check_key(key: &str, limits: &KvLimits) -> Result<(), KvError> {
 
 /// Refuse to add a new key once the plugin holds `max_keys`.
 fn check_quota(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     plugin: &str,
     key: &str,
     limits: &KvLimits,
@@ -77,6 +77,22 @@ fn check_quota(
         }
     }
     Ok(())
+}
+
+/// A limit refused inside a write travels as `StoreError::Invalid` through the writer...
+fn into_store(e: KvError) -> StoreError {
+    match e {
+        KvError::TooLarge(m) => StoreError::Invalid(m),
+        KvError::Store(e) => e,
+    }
+}
+
+/// ...and comes back out as the limit it was.
+fn from_store(e: StoreError) -> KvError {
+    match e {
+        StoreError::Invalid(m) => KvError::TooLarge(m),
+        e => KvError::Store(e),
+    }
 }
 
 fn now() -> String {
@@ -113,21 +129,17 @@ impl Store {
             )));
         }
         let (plugin, key) = (plugin.to_owned(), key.to_owned());
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = conn.transaction()?;
-            check_quota(&tx, &plugin, &key, &limits)?;
+        self.write(move |tx| {
+            check_quota(tx, &plugin, &key, &limits).map_err(into_store)?;
             tx.execute(
                 "INSERT INTO plugin_kv (plugin, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 params![plugin, key, value, now()],
             )?;
-            tx.commit()?;
             Ok(())
         })
         .await
-        .map_err(StoreError::from)?
+        .map_err(from_store)
     }
 
     pub async fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool, StoreError> {
@@ -178,11 +190,8 @@ impl Store {
     ) -> Result<i64, KvError> {
         check_key(key, &limits)?;
         let (plugin, key) = (plugin.to_owned(), key.to_owned());
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = conn.transaction()?;
-            check_quota(&tx, &plugin, &key, &limits)?;
+        self.write(move |tx| {
+            check_quota(tx, &plugin, &key, &limits).map_err(into_store)?;
             let current: Option<Vec<u8>> = tx
                 .query_row(
                     "SELECT value FROM plugin_kv WHERE plugin = ?1 AND key = ?2",
@@ -196,24 +205,23 @@ impl Store {
                     .ok()
                     .and_then(|s| s.trim().parse::<i64>().ok())
                     .ok_or_else(|| {
-                        KvError::TooLarge(format!(
+                        StoreError::Invalid(format!(
                             "key `{key}` holds a value that is not a decimal integer"
                         ))
                     })?,
             };
             let next = current.checked_add(delta).ok_or_else(|| {
-                KvError::TooLarge(format!("incrementing `{key}` by {delta} overflows"))
+                StoreError::Invalid(format!("incrementing `{key}` by {delta} overflows"))
             })?;
             tx.execute(
                 "INSERT INTO plugin_kv (plugin, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 params![plugin, key, next.to_string().into_bytes(), now()],
             )?;
-            tx.commit()?;
             Ok(next)
         })
         .await
-        .map_err(StoreError::from)?
+        .map_err(from_store)
     }
 }
 

@@ -5,12 +5,14 @@
 //! run SQLite on tokio's blocking pool, so a slow disk never stalls the runtime's
 //! worker threads.
 //!
-//! Invariant: one connection writes, another reads; WAL lets the reader see the last
-//! committed state without waiting on the writer.
+//! Invariant: one thread writes ([`writer`], committing in groups); readers use their
+//! own connections, and WAL lets them see the last committed state without ever
+//! waiting on the writer.
 
 mod events;
 mod kv;
 mod migrations;
+mod writer;
 
 pub use kv::{KvError, KvLimits};
 
@@ -37,6 +39,12 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("could not commit: {0}")]
+    Commit(String),
+    #[error("the store's writer has stopped")]
+    WriterStopped,
+    #[error("{0}")]
+    Invalid(String),
     #[error("the store's worker thread stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -49,36 +57,42 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Connection>,
-    reader: Mutex<Connection>,
+    writer: writer::Writer,
+    /// Idle read connections; a read takes one (or opens one) and puts it back.
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// Read connections kept open between reads.
+const IDLE_READERS: usize = 4;
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    // WAL: readers never block the writer. synchronous=NORMAL in WAL mode keeps every
+    // committed transaction across a process crash (only an OS crash or power loss can
+    // lose the last ones), at a fraction of FULL's syncs; group commit shares them.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
 }
 
 impl Store {
     /// Open (creating if needed) `switchyard.db` in `data_dir` and apply pending migrations.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join("switchyard.db");
-        let open = |path: &Path| -> Result<Connection, StoreError> {
-            let conn = Connection::open(path).map_err(|source| StoreError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
-            // WAL: readers never block the writer. synchronous=NORMAL in WAL mode keeps
-            // every committed transaction across a process crash (only an OS crash can
-            // lose the last ones), at a fraction of FULL's fsyncs.
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
-            conn.pragma_update(None, "foreign_keys", "ON")?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))?;
-            Ok(conn)
-        };
-        let mut writer = open(&path)?;
-        migrations::apply(&mut writer, &path)?;
-        let reader = open(&path)?;
+        let mut conn = open_connection(&path)?;
+        migrations::apply(&mut conn, &path)?;
+        let writer = writer::Writer::spawn(conn)
+            .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
-                writer: Mutex::new(writer),
-                reader: Mutex::new(reader),
+                writer,
+                readers: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -88,21 +102,25 @@ impl Store {
         &self.inner.path
     }
 
-    /// Run `f` on the writing connection, on the blocking pool.
+    /// (writes, commits) since open: `writes / commits` is the mean group-commit size.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        let stats = self.inner.writer.stats();
+        (
+            stats.writes.load(std::sync::atomic::Ordering::Relaxed),
+            stats.commits.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Run `f` in the writer's next group commit; resolves once it is on disk.
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut conn)
-        })
-        .await?
+        self.inner.writer.write(f).await
     }
 
-    /// Run `f` on the reading connection, on the blocking pool.
+    /// Run `f` on a read connection, on the blocking pool.
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -110,8 +128,21 @@ impl Store {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = inner.reader.lock().unwrap_or_else(|p| p.into_inner());
-            f(&conn)
+            let idle = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
+            let conn = match idle {
+                Some(c) => c,
+                None => open_connection(&inner.path)?,
+            };
+            let result = f(&conn);
+            let mut idle = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+            result
         })
         .await?
     }
