@@ -2,6 +2,7 @@
 //! out, errors in one shape: `{"error": {"code", "message", "field"?}}`.
 
 mod error;
+mod events;
 mod health;
 mod plugins;
 
@@ -31,7 +32,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
-        .nest("/v1", plugins::routes())
+        .nest("/v1", plugins::routes().merge(events::routes()))
         // A 503 from /readyz while starting is expected; errors that matter are logged
         // where they happen, with their cause.
         .layer(

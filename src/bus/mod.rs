@@ -5,12 +5,14 @@
 //! Invariant: an event is persisted before any subscriber sees it, so a subscriber that
 //! resumes from the log never misses what it was shown live.
 
+mod subscription;
 pub mod topic;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::store::{Store, StoreError};
+pub use subscription::Subscription;
 pub use topic::{TopicError, TopicPattern};
 
 /// Largest `data` payload accepted, in bytes of JSON text.
@@ -117,9 +119,19 @@ impl Bus {
         }
     }
 
-    /// Live events from now on.
+    /// Live events from now on, unfiltered (for in-process observers that keep up).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.live.subscribe()
+    }
+
+    /// Events on topics matching `pattern` after `cursor` (`None`: from now on),
+    /// replayed from the log and then live, without gap or duplicate.
+    pub async fn subscribe_from(
+        &self,
+        pattern: TopicPattern,
+        cursor: Option<u64>,
+    ) -> Result<Subscription, StoreError> {
+        Subscription::start(self.clone(), pattern, cursor).await
     }
 
     /// Stored events with `seq > after`, oldest first, at most `limit`.

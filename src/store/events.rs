@@ -76,3 +76,17 @@ impl Store {
         .await
     }
 }
+
+impl Store {
+    /// The highest `seq` in the log (0 when empty).
+    pub async fn last_event_seq(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            Ok(
+                c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64,
+            )
+        })
+        .await
+    }
+}

@@ -221,3 +221,76 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// One Server-Sent Events message.
+#[derive(Debug, Clone)]
+pub struct SseMessage {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+/// A reader of an SSE response, message by message.
+pub struct SseStream {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl SseStream {
+    /// GET `url` with optional `Last-Event-ID`; panics unless it answers 200.
+    pub async fn connect(url: &str, last_event_id: Option<&str>) -> SseStream {
+        let mut req = reqwest::Client::new()
+            .get(url)
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{url}");
+        SseStream {
+            body: Box::pin(resp.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next message (keep-alive comments skipped), or None when the stream ends or
+    /// nothing arrives within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Option<SseMessage> {
+        use futures::StreamExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut msg = SseMessage {
+                    id: None,
+                    event: None,
+                    data: String::new(),
+                };
+                let mut any = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        msg.id = Some(v.trim_start().to_owned());
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        msg.event = Some(v.trim_start().to_owned());
+                        any = true;
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        if !msg.data.is_empty() {
+                            msg.data.push('\n');
+                        }
+                        msg.data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                        any = true;
+                    }
+                }
+                if any {
+                    return Some(msg);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
+                .await
+                .ok()??;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk.ok()?));
+        }
+    }
+}
