@@ -17,6 +17,7 @@ use crate::api::{self, AppState};
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::plugins::{EngineOptions, HostServices, PluginHost};
+use crate::sessions::{Sessions, SessionsConfig};
 use crate::store::Store;
 
 /// How long shutdown waits for plugin calls in flight.
@@ -50,9 +51,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("switchyard listening on http://{addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), plugins = %config.plugins_dir.display(), "switchyard started");
 
-    let ready = Arc::new(AtomicBool::new(false));
-    let loader = tokio::spawn(load_and_watch(
+    let sessions = Sessions::new(
+        store.clone(),
+        bus.clone(),
         plugins.clone(),
+        SessionsConfig::default(),
+    );
+    let ready = Arc::new(AtomicBool::new(false));
+    let loader = tokio::spawn(start_up(
+        plugins.clone(),
+        sessions.clone(),
         config.plugins_dir.clone(),
         ready.clone(),
     ));
@@ -61,6 +69,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         plugins: plugins.clone(),
         store,
         bus,
+        sessions: sessions.clone(),
         ready,
         plugins_dir: config.plugins_dir.clone(),
     });
@@ -80,10 +89,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Load every plugin, mark the server ready, then reload plugins as their folders change.
-async fn load_and_watch(plugins: Arc<PluginHost>, dir: std::path::PathBuf, ready: Arc<AtomicBool>) {
+/// Load every plugin, resume session queues, mark the server ready, then reload plugins
+/// as their folders change.
+async fn start_up(
+    plugins: Arc<PluginHost>,
+    sessions: Sessions,
+    dir: std::path::PathBuf,
+    ready: Arc<AtomicBool>,
+) {
     let watch = crate::watch::watch_dir(&dir, PLUGIN_DEBOUNCE);
     plugins.scan(&dir).await;
+    if let Err(e) = sessions.recover().await {
+        tracing::error!(error = %e, "cannot resume session queues");
+    }
     ready.store(true, Ordering::Release);
     let (_watch, mut changes) = match watch {
         Ok(w) => w,

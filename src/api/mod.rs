@@ -5,6 +5,7 @@ mod error;
 mod events;
 mod health;
 mod plugins;
+mod sessions;
 
 pub use error::ApiError;
 
@@ -16,6 +17,7 @@ use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::bus::Bus;
 use crate::plugins::PluginHost;
+use crate::sessions::Sessions;
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -24,6 +26,7 @@ pub struct AppState {
     pub plugins: Arc<PluginHost>,
     pub store: Store,
     pub bus: Bus,
+    pub sessions: Sessions,
     /// Set once the initial plugin scan finished.
     pub ready: Arc<AtomicBool>,
     pub plugins_dir: std::path::PathBuf,
@@ -32,7 +35,12 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
-        .nest("/v1", plugins::routes().merge(events::routes()))
+        .nest(
+            "/v1",
+            plugins::routes()
+                .merge(events::routes())
+                .merge(sessions::routes()),
+        )
         // A 503 from /readyz while starting is expected; errors that matter are logged
         // where they happen, with their cause.
         .layer(

@@ -33,6 +33,36 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (plugin, key)
     ) WITHOUT ROWID;
     "#,
+    // 2: sessions and their messages (queue and history in one ordered table).
+    r#"
+    CREATE TABLE sessions (
+        id         TEXT PRIMARY KEY,
+        key        TEXT NOT NULL UNIQUE,
+        adapter    TEXT NOT NULL,
+        config     TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+
+    -- One row per message. User messages are the queue while `queued`; assistant
+    -- messages are written when a turn ends. Conversation order is (turn, seq): a
+    -- user message's turn is its own seq, a reply's is the seq of the message it
+    -- answers (replies are written after later messages were already queued).
+    CREATE TABLE session_messages (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        turn        INTEGER NOT NULL,
+        id          TEXT NOT NULL UNIQUE,
+        session_id  TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        role        TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        finished_at TEXT,
+        error       TEXT
+    );
+    CREATE INDEX session_messages_by_session ON session_messages (session_id, turn, seq);
+    CREATE INDEX session_messages_by_status ON session_messages (status, session_id, seq);
+    "#,
 ];
 
 /// The schema version after every migration ran.

@@ -12,9 +12,11 @@
 mod events;
 mod kv;
 mod migrations;
+mod sessions;
 mod writer;
 
 pub use kv::{KvError, KvLimits};
+pub use sessions::{MessageRecord, QueueCounts, SessionRecord};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -75,6 +75,13 @@ impl Server {
         Self::launch(plugins_root, tempfile::tempdir().unwrap()).await
     }
 
+    /// Kill with SIGKILL (no shutdown at all) and start again on the same data.
+    pub async fn kill_and_restart(mut self) -> Server {
+        self.child.0.kill().unwrap();
+        self.child.0.wait().unwrap();
+        Self::launch(self.plugins_root, self.data_dir).await
+    }
+
     /// Stop with SIGTERM and start again on the same data and plugins.
     pub async fn restart(mut self) -> Server {
         assert!(self.child.terminate().success());

@@ -1,0 +1,657 @@
+//! Sessions: conversations with agent adapters, one turn at a time, over a durable
+//! queue of messages.
+//!
+//! Each session with work has a worker task (in memory) that takes its queued messages
+//! in order (FIFO) from the store, runs a turn on the session's adapter plugin and
+//! publishes what happens on the bus as `session.<id>.<what>`. A worker with nothing to
+//! do for `idle_timeout` leaves memory; the session stays on disk and the next message
+//! brings a worker back.
+//!
+//! Invariants:
+//! - The queue is the store: a message is accepted only once written, and a restart
+//!   resumes every queue; a turn cut off by a crash is marked `interrupted` (with an
+//!   event) and its queue moves on.
+//! - One turn at a time per session; different sessions run in parallel.
+
+mod events;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, Notify, mpsc};
+use tokio_util::task::TaskTracker;
+
+use crate::bus::Bus;
+use crate::plugins::types::{Message, Role, StopReason, TurnRequest};
+use crate::plugins::{PluginHost, TurnControl};
+use crate::store::{MessageRecord, SessionRecord, Store, StoreError};
+
+pub use events::SessionEvent;
+
+/// Limits and defaults of the sessions part.
+#[derive(Debug, Clone)]
+pub struct SessionsConfig {
+    /// Adapter for sessions created without one.
+    pub default_adapter: String,
+    /// Queued messages a session holds before refusing more.
+    pub max_queue: usize,
+    /// Messages of history handed to a turn.
+    pub history_limit: usize,
+    /// A worker with nothing to do leaves memory after this long.
+    pub idle_timeout: Duration,
+    /// After an abort, how long the adapter has to stop by itself before the turn is
+    /// cut off.
+    pub abort_grace: Duration,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            default_adapter: "echo-agent".into(),
+            max_queue: 64,
+            history_limit: 200,
+            idle_timeout: Duration::from_secs(60),
+            abort_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a session operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("no session with key `{0}`")]
+    NotFound(String),
+    #[error("a session with key `{0}` already exists")]
+    Exists(String),
+    #[error("session `{key}` already has {max} queued messages; wait for some to be processed")]
+    QueueFull { key: String, max: usize },
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A session as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSnapshot {
+    pub key: String,
+    pub id: String,
+    pub adapter: String,
+    pub config: Value,
+    pub queue_depth: u64,
+    pub processing: bool,
+    /// The message being processed, if any.
+    pub current_message: Option<String>,
+    pub last_message_preview: Option<String>,
+    /// Is a worker for it in memory now?
+    pub in_memory: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Where steering text went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SteerOutcome {
+    /// Handed to the running turn.
+    Steered,
+    /// No turn could take it: queued as a follow-up message.
+    Queued,
+}
+
+/// The sessions service; cheap to clone.
+#[derive(Clone)]
+pub struct Sessions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    bus: Bus,
+    plugins: Arc<PluginHost>,
+    config: SessionsConfig,
+    /// Sessions with a worker, by session id.
+    active: Mutex<HashMap<String, Arc<Active>>>,
+    workers: TaskTracker,
+}
+
+/// A session with a worker in memory.
+struct Active {
+    record: SessionRecord,
+    wake: Notify,
+    turn: std::sync::Mutex<Option<RunningTurn>>,
+}
+
+struct RunningTurn {
+    message_id: String,
+    control: TurnControl,
+    hard_abort: Arc<Notify>,
+}
+
+impl Sessions {
+    pub fn new(store: Store, bus: Bus, plugins: Arc<PluginHost>, config: SessionsConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                bus,
+                plugins,
+                config,
+                active: Mutex::new(HashMap::new()),
+                workers: TaskTracker::new(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &SessionsConfig {
+        &self.inner.config
+    }
+
+    /// After a restart: mark turns cut off by the crash as interrupted (with an event)
+    /// and start workers for every session with queued messages.
+    pub async fn recover(&self) -> Result<(), SessionError> {
+        for (session_id, message) in self.inner.store.interrupt_unfinished_turns().await? {
+            tracing::warn!(session = %session_id, message = %message.id, "turn interrupted by a restart");
+            self.inner
+                .publish(
+                    &session_id,
+                    None,
+                    SessionEvent::TurnInterrupted,
+                    json!({ "message_id": message.id, "reason": message.error }),
+                )
+                .await;
+        }
+        for key in self.inner.store.sessions_with_queued_messages().await? {
+            if let Some(record) = self.inner.store.session_by_key(&key).await? {
+                self.wake(record).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Create a session. `key` defaults to a new ULID, `adapter` to the default.
+    pub async fn create(
+        &self,
+        key: Option<String>,
+        adapter: Option<String>,
+        config: Option<Value>,
+    ) -> Result<SessionRecord, SessionError> {
+        let key = key.unwrap_or_else(|| ulid::Ulid::new().to_string().to_lowercase());
+        validate_key(&key)?;
+        let adapter = adapter.unwrap_or_else(|| self.inner.config.default_adapter.clone());
+        let config = config.unwrap_or_else(|| json!({}));
+        if !config.is_object() {
+            return Err(SessionError::Invalid {
+                field: "config",
+                message: "must be a JSON object".into(),
+            });
+        }
+        if let Err(e) = self
+            .inner
+            .plugins
+            .active(&adapter, crate::plugins::PluginKind::AgentAdapter)
+        {
+            return Err(SessionError::Invalid {
+                field: "adapter",
+                message: e.to_string(),
+            });
+        }
+        let now = crate::time::now_rfc3339();
+        let record = SessionRecord {
+            id: ulid::Ulid::new().to_string(),
+            key: key.clone(),
+            adapter,
+            config,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        let created = self
+            .inner
+            .store
+            .create_session(record)
+            .await?
+            .ok_or(SessionError::Exists(key))?;
+        self.inner
+            .publish(
+                &created.id,
+                Some(&created.key),
+                SessionEvent::Created,
+                json!({ "adapter": created.adapter }),
+            )
+            .await;
+        Ok(created)
+    }
+
+    /// The session `key`, created with the defaults if missing.
+    pub async fn get_or_create(&self, key: &str) -> Result<SessionRecord, SessionError> {
+        if let Some(r) = self.inner.store.session_by_key(key).await? {
+            return Ok(r);
+        }
+        match self.create(Some(key.to_owned()), None, None).await {
+            Err(SessionError::Exists(_)) => self.record(key).await,
+            other => other,
+        }
+    }
+
+    async fn record(&self, key: &str) -> Result<SessionRecord, SessionError> {
+        self.inner
+            .store
+            .session_by_key(key)
+            .await?
+            .ok_or_else(|| SessionError::NotFound(key.to_owned()))
+    }
+
+    pub async fn list(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<SessionSnapshot>, SessionError> {
+        let records = self.inner.store.list_sessions(after, limit).await?;
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            out.push(self.snapshot_of(r).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn snapshot(&self, key: &str) -> Result<SessionSnapshot, SessionError> {
+        let record = self.record(key).await?;
+        self.snapshot_of(record).await
+    }
+
+    async fn snapshot_of(&self, record: SessionRecord) -> Result<SessionSnapshot, SessionError> {
+        let counts = self.inner.store.queue_counts(&record.id).await?;
+        let last = self.inner.store.session_messages(&record.id, 1).await?;
+        let active = self.inner.active.lock().await.get(&record.id).cloned();
+        let current_message = active.as_ref().and_then(|a| {
+            a.turn
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|t| t.message_id.clone())
+        });
+        Ok(SessionSnapshot {
+            key: record.key,
+            id: record.id,
+            adapter: record.adapter,
+            config: record.config,
+            queue_depth: counts.queued,
+            processing: counts.processing > 0,
+            current_message,
+            last_message_preview: last
+                .first()
+                .map(|m| crate::plugins::truncate(&m.text, 200).to_owned()),
+            in_memory: active.is_some(),
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        })
+    }
+
+    /// Queue a message; returns it and its 1-based place in the queue.
+    pub async fn enqueue(
+        &self,
+        key: &str,
+        text: String,
+    ) -> Result<(MessageRecord, u64), SessionError> {
+        let record = self.record(key).await?;
+        self.enqueue_on(record, text).await
+    }
+
+    async fn enqueue_on(
+        &self,
+        record: SessionRecord,
+        text: String,
+    ) -> Result<(MessageRecord, u64), SessionError> {
+        let max = self.inner.config.max_queue;
+        let (message, position) = self
+            .inner
+            .store
+            .enqueue_message(&record.id, text, max)
+            .await?
+            .ok_or_else(|| SessionError::QueueFull {
+                key: record.key.clone(),
+                max,
+            })?;
+        self.inner
+            .publish(
+                &record.id,
+                Some(&record.key),
+                SessionEvent::MessageQueued,
+                json!({ "message_id": message.id, "text": message.text, "position": position }),
+            )
+            .await;
+        self.wake(record).await;
+        Ok((message, position))
+    }
+
+    /// Abort the running turn, if any: cooperative first (the adapter sees `aborted()`),
+    /// then cut off after `abort_grace`. Returns whether a turn was running.
+    pub async fn abort(&self, key: &str) -> Result<bool, SessionError> {
+        let record = self.record(key).await?;
+        Ok(self.abort_running(&record.id).await)
+    }
+
+    async fn abort_running(&self, session_id: &str) -> bool {
+        let active = self.inner.active.lock().await.get(session_id).cloned();
+        let Some(active) = active else { return false };
+        let turn = active.turn.lock().unwrap_or_else(|p| p.into_inner());
+        match turn.as_ref() {
+            Some(t) => {
+                t.control.abort();
+                t.hard_abort.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Steer the running turn if its adapter takes steering; otherwise queue the text
+    /// as a follow-up message.
+    pub async fn steer(
+        &self,
+        key: &str,
+        text: String,
+    ) -> Result<(SteerOutcome, Option<MessageRecord>), SessionError> {
+        let record = self.record(key).await?;
+        let steerable = self
+            .inner
+            .plugins
+            .supports_steering(&record.adapter)
+            .await
+            .unwrap_or(false);
+        if steerable {
+            let active = self.inner.active.lock().await.get(&record.id).cloned();
+            let steered = active.and_then(|active| {
+                let turn = active.turn.lock().unwrap_or_else(|p| p.into_inner());
+                turn.as_ref().map(|t| {
+                    t.control.steer(text.clone());
+                    t.message_id.clone()
+                })
+            });
+            if let Some(message_id) = steered {
+                self.inner
+                    .publish(
+                        &record.id,
+                        Some(&record.key),
+                        SessionEvent::Steered,
+                        json!({ "message_id": message_id, "text": text }),
+                    )
+                    .await;
+                return Ok((SteerOutcome::Steered, None));
+            }
+        }
+        let (message, _) = self.enqueue_on(record, text).await?;
+        Ok((SteerOutcome::Queued, Some(message)))
+    }
+
+    /// Stop the running turn, drop the queue and the history.
+    pub async fn reset(&self, key: &str) -> Result<u64, SessionError> {
+        let record = self.record(key).await?;
+        // Drop the queue first so the worker starts nothing new, then stop the running
+        // turn, then forget everything up to where the reset began.
+        let (dropped, through) = self.inner.store.drop_queue(&record.id).await?;
+        self.stop_turn(&record.id).await;
+        self.inner.store.clear_history(&record.id, through).await?;
+        self.inner
+            .publish(
+                &record.id,
+                Some(&record.key),
+                SessionEvent::Reset,
+                json!({ "dropped_messages": dropped }),
+            )
+            .await;
+        Ok(dropped)
+    }
+
+    /// Delete the session and everything it holds.
+    pub async fn delete(&self, key: &str) -> Result<(), SessionError> {
+        let record = self.record(key).await?;
+        self.stop_turn(&record.id).await;
+        self.inner.store.delete_session(&record.id).await?;
+        self.inner
+            .publish(
+                &record.id,
+                Some(&record.key),
+                SessionEvent::Deleted,
+                json!({}),
+            )
+            .await;
+        Ok(())
+    }
+
+    /// Abort the running turn and wait until it has ended.
+    async fn stop_turn(&self, session_id: &str) {
+        if self.abort_running(session_id).await {
+            let limit = self.inner.config.abort_grace + Duration::from_secs(1);
+            let start = tokio::time::Instant::now();
+            while self.is_running(session_id).await && start.elapsed() < limit {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    async fn is_running(&self, session_id: &str) -> bool {
+        let active = self.inner.active.lock().await.get(session_id).cloned();
+        active.is_some_and(|a| a.turn.lock().unwrap_or_else(|p| p.into_inner()).is_some())
+    }
+
+    /// History: the last `limit` messages, oldest first.
+    pub async fn history(
+        &self,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, SessionError> {
+        let record = self.record(key).await?;
+        Ok(self.inner.store.session_messages(&record.id, limit).await?)
+    }
+
+    /// The session's id (for its bus topic), or NotFound.
+    pub async fn id_of(&self, key: &str) -> Result<String, SessionError> {
+        Ok(self.record(key).await?.id)
+    }
+
+    /// Sessions with a worker in memory now.
+    pub async fn in_memory(&self) -> usize {
+        self.inner.active.lock().await.len()
+    }
+
+    /// Wait (at most `grace`) for running turns to end; used at shutdown.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.inner.workers.close();
+        tokio::time::timeout(grace, self.inner.workers.wait())
+            .await
+            .is_ok()
+    }
+
+    /// Make sure the session has a worker and that it looks at its queue.
+    async fn wake(&self, record: SessionRecord) {
+        let mut active = self.inner.active.lock().await;
+        if let Some(a) = active.get(&record.id) {
+            a.wake.notify_one();
+            return;
+        }
+        let a = Arc::new(Active {
+            record,
+            wake: Notify::new(),
+            turn: std::sync::Mutex::new(None),
+        });
+        active.insert(a.record.id.clone(), a.clone());
+        let inner = self.inner.clone();
+        self.inner.workers.spawn(async move { inner.work(a).await });
+    }
+}
+
+impl Inner {
+    /// A session's worker: take queued messages in order, one turn each; leave memory
+    /// when idle.
+    async fn work(self: Arc<Self>, active: Arc<Active>) {
+        let id = active.record.id.clone();
+        loop {
+            match self
+                .store
+                .take_next_message(&id, self.config.history_limit)
+                .await
+            {
+                Ok(Some((message, history))) => self.turn(&active, message, history).await,
+                Ok(None) => {
+                    let woken =
+                        tokio::time::timeout(self.config.idle_timeout, active.wake.notified())
+                            .await;
+                    if woken.is_ok() {
+                        continue;
+                    }
+                    // Idle. Leave memory unless a message arrived meanwhile: enqueue
+                    // wakes under the same lock, after writing the message.
+                    let mut map = self.active.lock().await;
+                    let queued = self
+                        .store
+                        .queue_counts(&id)
+                        .await
+                        .map(|c| c.queued)
+                        .unwrap_or(0);
+                    if queued == 0 {
+                        map.remove(&id);
+                        tracing::debug!(session = %active.record.key, "session idle; left memory");
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(session = %active.record.key, error = %e, "cannot read the session queue; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Run one turn for `message`.
+    async fn turn(&self, active: &Active, message: MessageRecord, history: Vec<MessageRecord>) {
+        let record = &active.record;
+        let control = TurnControl::default();
+        let hard_abort = Arc::new(Notify::new());
+        *active.turn.lock().unwrap_or_else(|p| p.into_inner()) = Some(RunningTurn {
+            message_id: message.id.clone(),
+            control: control.clone(),
+            hard_abort: hard_abort.clone(),
+        });
+        self.publish(
+            &record.id,
+            Some(&record.key),
+            SessionEvent::TurnStarted,
+            json!({ "message_id": message.id, "input": message.text }),
+        )
+        .await;
+
+        let request = TurnRequest {
+            session: record.key.clone(),
+            history: history
+                .into_iter()
+                .map(|m| Message {
+                    role: if m.role == "assistant" {
+                        Role::Assistant
+                    } else {
+                        Role::User
+                    },
+                    content: m.text,
+                })
+                .collect(),
+            input: message.text.clone(),
+            config: record.config.clone(),
+        };
+        let (events, mut stream) = mpsc::channel(256);
+        let call = self
+            .plugins
+            .run_turn(&record.adapter, &request, events, control.clone());
+        let forward = async {
+            while let Some(event) = stream.recv().await {
+                let (kind, data) = SessionEvent::from_turn(&event);
+                let mut data = data;
+                data["message_id"] = json!(message.id);
+                self.publish(&record.id, Some(&record.key), kind, data)
+                    .await;
+            }
+        };
+        let cut_off = async {
+            hard_abort.notified().await;
+            tokio::time::sleep(self.config.abort_grace).await;
+        };
+        let outcome = tokio::select! {
+            (result, ()) = futures::future::join(call, forward) => Some(result),
+            () = cut_off => None,
+        };
+
+        let (status, reply, error, stop_reason) = match outcome {
+            Some(Ok(result)) => {
+                let aborted = control.is_aborted() || result.stop_reason == StopReason::Aborted;
+                let status = if aborted { "aborted" } else { "done" };
+                let reply = (!result.text.is_empty() || !aborted).then_some(result.text);
+                let reason = if aborted {
+                    StopReason::Aborted
+                } else {
+                    result.stop_reason
+                };
+                (status, reply, None, Some(reason))
+            }
+            Some(Err(e)) => ("failed", None, Some(e.to_string()), Some(StopReason::Error)),
+            None => (
+                "aborted",
+                None,
+                Some(format!(
+                    "the adapter did not stop within {:?} of the abort; the turn was cut off",
+                    self.config.abort_grace
+                )),
+                Some(StopReason::Aborted),
+            ),
+        };
+        let finished = self
+            .store
+            .finish_turn(
+                &record.id,
+                &message.id,
+                status,
+                reply.clone(),
+                error.clone(),
+            )
+            .await;
+        if let Err(e) = &finished {
+            tracing::error!(session = %record.key, error = %e, "cannot record the end of a turn");
+        }
+        *active.turn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let reply_id = finished.ok().flatten().map(|m| m.id);
+        self.publish(
+            &record.id,
+            Some(&record.key),
+            SessionEvent::TurnFinished,
+            json!({
+                "message_id": message.id,
+                "status": status,
+                "stop_reason": stop_reason,
+                "text": reply,
+                "reply_id": reply_id,
+                "error": error,
+            }),
+        )
+        .await;
+    }
+
+    async fn publish(&self, session_id: &str, key: Option<&str>, kind: SessionEvent, data: Value) {
+        self.bus.notify(kind.event(session_id, key, data)).await;
+    }
+}
+
+fn validate_key(key: &str) -> Result<(), SessionError> {
+    if key.is_empty() || key.len() > 200 || key.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(SessionError::Invalid {
+            field: "key",
+            message: format!(
+                "`{key}` is not a valid session key: use 1-200 characters without spaces or control characters"
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,398 @@
+//! Sessions and their messages (`sessions`, `session_messages`).
+//!
+//! A session's user messages are its durable queue: `queued` until a turn takes one
+//! (`processing`), then `done`, `aborted`, `failed`, `interrupted` (the process died
+//! during the turn) or `canceled` (dropped by a reset). Assistant messages are written
+//! when their turn ends. History is every `done` user message and assistant message, in
+//! order.
+
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+
+/// A session's persisted attributes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub key: String,
+    pub adapter: String,
+    pub config: serde_json::Value,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One message of a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub id: String,
+    pub seq: u64,
+    pub role: String,
+    pub text: String,
+    pub status: String,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Counts for a session's snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueCounts {
+    pub queued: u64,
+    pub processing: u64,
+}
+
+fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
+    let config: String = r.get(3)?;
+    Ok(SessionRecord {
+        id: r.get(0)?,
+        key: r.get(1)?,
+        adapter: r.get(2)?,
+        config: serde_json::from_str(&config).unwrap_or(serde_json::Value::Null),
+        created_at: r.get(4)?,
+        updated_at: r.get(5)?,
+    })
+}
+
+fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRecord> {
+    Ok(MessageRecord {
+        seq: r.get::<_, i64>(0)? as u64,
+        id: r.get(1)?,
+        role: r.get(2)?,
+        text: r.get(3)?,
+        status: r.get(4)?,
+        created_at: r.get(5)?,
+        finished_at: r.get(6)?,
+        error: r.get(7)?,
+    })
+}
+
+const SESSION_COLUMNS: &str = "id, key, adapter, config, created_at, updated_at";
+const MESSAGE_COLUMNS: &str = "seq, id, role, text, status, created_at, finished_at, error";
+
+impl Store {
+    /// Create a session; `Ok(None)` if the key is taken.
+    pub async fn create_session(
+        &self,
+        record: SessionRecord,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.write(move |c| {
+            let inserted = c.execute(
+                "INSERT INTO sessions (id, key, adapter, config, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO NOTHING",
+                params![
+                    record.id,
+                    record.key,
+                    record.adapter,
+                    record.config.to_string(),
+                    record.created_at,
+                    record.updated_at
+                ],
+            )?;
+            Ok((inserted == 1).then_some(record))
+        })
+        .await
+    }
+
+    pub async fn session_by_key(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE key = ?1"),
+                [key],
+                session_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Sessions ordered by key, after `after` (exclusive), at most `limit`.
+    pub async fn list_sessions(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE key > ?1 ORDER BY key LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(
+                params![after.unwrap_or_default(), limit as i64],
+                session_row,
+            )?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |c| Ok(c.execute("DELETE FROM sessions WHERE id = ?1", [id])? == 1))
+            .await
+    }
+
+    /// Append a user message to the queue if it holds fewer than `max_queued`; returns
+    /// the message and its 1-based place among queued messages, or `None` when full.
+    pub async fn enqueue_message(
+        &self,
+        session_id: &str,
+        text: String,
+        max_queued: usize,
+    ) -> Result<Option<(MessageRecord, u64)>, StoreError> {
+        let session_id = session_id.to_owned();
+        self.write(move |c| {
+            let queued: i64 = c.query_row(
+                "SELECT COUNT(*) FROM session_messages WHERE session_id = ?1 AND status = 'queued'",
+                [&session_id],
+                |r| r.get(0),
+            )?;
+            if queued as usize >= max_queued {
+                return Ok(None);
+            }
+            let id = ulid::Ulid::new().to_string();
+            let now = crate::time::now_rfc3339();
+            // A user message opens its own turn: turn = its seq (the next rowid).
+            c.execute(
+                "INSERT INTO session_messages (turn, id, session_id, role, text, status, created_at)
+                 VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM session_messages), ?1, ?2, 'user', ?3, 'queued', ?4)",
+                params![id, session_id, text, now],
+            )?;
+            c.execute(
+                "UPDATE sessions SET updated_at = ?1 WHERE id = ?2",
+                params![now, session_id],
+            )?;
+            let record = MessageRecord {
+                seq: c.last_insert_rowid() as u64,
+                id,
+                role: "user".into(),
+                text,
+                status: "queued".into(),
+                created_at: now,
+                finished_at: None,
+                error: None,
+            };
+            Ok(Some((record, queued as u64 + 1)))
+        })
+        .await
+    }
+
+    /// Take the oldest queued message of a session: mark it `processing` and return it
+    /// with the history before it.
+    pub async fn take_next_message(
+        &self,
+        session_id: &str,
+        history_limit: usize,
+    ) -> Result<Option<(MessageRecord, Vec<MessageRecord>)>, StoreError> {
+        let session_id = session_id.to_owned();
+        self.write(move |c| {
+            let next = c
+                .query_row(
+                    &format!(
+                        "SELECT {MESSAGE_COLUMNS} FROM session_messages
+                         WHERE session_id = ?1 AND status = 'queued' ORDER BY seq LIMIT 1"
+                    ),
+                    [&session_id],
+                    message_row,
+                )
+                .optional()?;
+            let Some(mut next) = next else {
+                return Ok(None);
+            };
+            c.execute(
+                "UPDATE session_messages SET status = 'processing' WHERE id = ?1",
+                [&next.id],
+            )?;
+            next.status = "processing".into();
+            let history = history_before(c, &session_id, next.seq, history_limit)?;
+            Ok(Some((next, history)))
+        })
+        .await
+    }
+
+    /// Finish a turn: set the user message's final status and, if there is a reply,
+    /// append the assistant message. Returns the assistant message.
+    pub async fn finish_turn(
+        &self,
+        session_id: &str,
+        message_id: &str,
+        status: &'static str,
+        reply: Option<String>,
+        error: Option<String>,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let (session_id, message_id) = (session_id.to_owned(), message_id.to_owned());
+        self.write(move |c| {
+            let now = crate::time::now_rfc3339();
+            c.execute(
+                "UPDATE session_messages SET status = ?1, finished_at = ?2, error = ?3 WHERE id = ?4",
+                params![status, now, error, message_id],
+            )?;
+            let turn: Option<i64> = c
+                .query_row(
+                    "SELECT turn FROM session_messages WHERE id = ?1",
+                    [&message_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            // Gone: the session was reset or deleted while the turn ran.
+            let Some(turn) = turn else { return Ok(None) };
+            c.execute("UPDATE sessions SET updated_at = ?1 WHERE id = ?2", params![now, session_id])?;
+            let Some(text) = reply else { return Ok(None) };
+            let id = ulid::Ulid::new().to_string();
+            c.execute(
+                "INSERT INTO session_messages (turn, id, session_id, role, text, status, created_at, finished_at)
+                 VALUES (?1, ?2, ?3, 'assistant', ?4, 'done', ?5, ?5)",
+                params![turn, id, session_id, text, now],
+            )?;
+            Ok(Some(MessageRecord {
+                seq: c.last_insert_rowid() as u64,
+                id,
+                role: "assistant".into(),
+                text,
+                status: "done".into(),
+                created_at: now.clone(),
+                finished_at: Some(now),
+                error: None,
+            }))
+        })
+        .await
+    }
+
+    /// Messages that were `processing` when the process stopped: mark them
+    /// `interrupted` and return (session id, message) for each.
+    pub async fn interrupt_unfinished_turns(
+        &self,
+    ) -> Result<Vec<(String, MessageRecord)>, StoreError> {
+        self.write(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT session_id, {MESSAGE_COLUMNS} FROM session_messages WHERE status = 'processing'"
+            ))?;
+            let rows: Vec<(String, MessageRecord)> = stmt
+                .query_map([], |r| {
+                    let session: String = r.get(0)?;
+                    let m = MessageRecord {
+                        seq: r.get::<_, i64>(1)? as u64,
+                        id: r.get(2)?,
+                        role: r.get(3)?,
+                        text: r.get(4)?,
+                        status: "interrupted".into(),
+                        created_at: r.get(6)?,
+                        finished_at: r.get(7)?,
+                        error: Some("the server stopped during this turn".into()),
+                    };
+                    Ok((session, m))
+                })?
+                .collect::<Result<_, _>>()?;
+            c.execute(
+                "UPDATE session_messages SET status = 'interrupted', finished_at = ?1,
+                 error = 'the server stopped during this turn' WHERE status = 'processing'",
+                [crate::time::now_rfc3339()],
+            )?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Keys of sessions with queued messages (to resume their queues at start).
+    pub async fn sessions_with_queued_messages(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT DISTINCT s.key FROM session_messages m JOIN sessions s ON s.id = m.session_id
+                 WHERE m.status = 'queued' ORDER BY s.key",
+            )?;
+            let keys = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            Ok(keys)
+        })
+        .await
+    }
+
+    /// First step of a reset: drop the queued messages, so no new turn starts. Returns
+    /// how many were dropped and the highest message seq at this point.
+    pub async fn drop_queue(&self, session_id: &str) -> Result<(u64, u64), StoreError> {
+        let session_id = session_id.to_owned();
+        self.write(move |c| {
+            let dropped = c.execute(
+                "DELETE FROM session_messages WHERE session_id = ?1 AND status = 'queued'",
+                [&session_id],
+            )?;
+            let max: i64 = c.query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM session_messages",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok((dropped as u64, max as u64))
+        })
+        .await
+    }
+
+    /// Last step of a reset: forget the session's messages up to `through_seq` and the
+    /// replies to them (messages queued after the reset began stay).
+    pub async fn clear_history(
+        &self,
+        session_id: &str,
+        through_seq: u64,
+    ) -> Result<(), StoreError> {
+        let session_id = session_id.to_owned();
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM session_messages WHERE session_id = ?1 AND turn <= ?2",
+                params![session_id, through_seq as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The last `limit` messages of a session (all statuses), oldest first.
+    pub async fn session_messages(
+        &self,
+        session_id: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let session_id = session_id.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM (SELECT * FROM session_messages WHERE session_id = ?1
+                 ORDER BY turn DESC, seq DESC LIMIT ?2) ORDER BY turn, seq"
+            ))?;
+            let rows = stmt.query_map(params![session_id, limit as i64], message_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn queue_counts(&self, session_id: &str) -> Result<QueueCounts, StoreError> {
+        let session_id = session_id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'processing'), 0)
+                 FROM session_messages WHERE session_id = ?1",
+                [session_id],
+                |r| {
+                    Ok(QueueCounts {
+                        queued: r.get::<_, i64>(0)? as u64,
+                        processing: r.get::<_, i64>(1)? as u64,
+                    })
+                },
+            )?)
+        })
+        .await
+    }
+}
+
+/// The conversation before the turn of message `seq`: done user messages and
+/// assistant replies, in conversation order.
+fn history_before(
+    c: &rusqlite::Connection,
+    session_id: &str,
+    seq: u64,
+    limit: usize,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM (SELECT * FROM session_messages
+         WHERE session_id = ?1 AND turn < ?2 AND status = 'done'
+         ORDER BY turn DESC, seq DESC LIMIT ?3) ORDER BY turn, seq"
+    ))?;
+    let rows = stmt.query_map(params![session_id, seq as i64, limit as i64], message_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
