@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Build the plugins and test fixtures from source, then run every test.
+# Build the plugins and test fixtures from source, install the JS test dependencies,
+# then run every test.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 plugins/build-all.sh
+# The Vercel AI SDK that tests/chat_stream.rs reads the chat stream with.
+npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 exec cargo test "$@"

@@ -1,6 +1,7 @@
 //! The HTTP API (axum): `/healthz`, `/readyz` and everything under `/v1`, JSON in and
 //! out, errors in one shape: `{"error": {"code", "message", "field"?}}`.
 
+mod chat;
 mod error;
 mod events;
 mod health;

@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sessions/{key}/reset", post(reset))
         .route("/sessions/{key}/history", get(history))
         .route("/sessions/{key}/events", get(events))
+        .route("/sessions/{key}/chat", post(super::chat::chat))
 }
 
 impl From<SessionError> for ApiError {

@@ -1,0 +1,261 @@
+//! `POST /v1/sessions/{key}/chat`: a session turn as the Vercel AI SDK's UI message
+//! stream (protocol v1), so a `useChat` front end talks to a Switchyard session directly.
+//!
+//! Request: the SDK's body (`{id, messages: [UIMessage], trigger, messageId}`); the last
+//! user message's text parts are the new input (the session keeps its own history, so
+//! earlier messages are not replayed). The session is created with the default adapter
+//! if it does not exist. Response: SSE `data:` lines, one JSON chunk each, header
+//! `x-vercel-ai-ui-message-stream: v1`, ending with `data: [DONE]`. Chunks carry only
+//! the fields the SDK's chunk schemas define.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::parse_json;
+use super::{ApiError, AppState};
+use crate::bus::{Subscription, TopicPattern};
+
+/// The parts of the SDK's request body Switchyard uses; the SDK (and apps) add more.
+#[derive(Deserialize)]
+struct ChatRequest {
+    messages: Vec<UiMessage>,
+}
+
+#[derive(Deserialize)]
+struct UiMessage {
+    role: String,
+    #[serde(default)]
+    parts: Vec<Value>,
+}
+
+pub async fn chat(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    body: Json<Value>,
+) -> Result<Response, ApiError> {
+    let request: ChatRequest = parse_json(body.0)?;
+    let last_user = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .ok_or_else(|| {
+            ApiError::bad_request("`messages` has no user message").with_field("messages")
+        })?;
+    let text: String = last_user
+        .parts
+        .iter()
+        .filter(|p| p["type"] == "text")
+        .filter_map(|p| p["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    if text.is_empty() {
+        return Err(
+            ApiError::bad_request("the last user message has no text part").with_field("messages"),
+        );
+    }
+
+    let session = state.sessions.get_or_create(&key).await?;
+    let pattern = TopicPattern::parse(&format!("session.{}.>", session.id))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Subscribe before queueing, so the turn's first event cannot be missed.
+    let subscription = state
+        .bus
+        .subscribe_from(pattern, None)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()))?;
+    let (message, _) = state.sessions.enqueue(&key, text).await?;
+
+    let stream = chunks(subscription, message.id);
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        "x-vercel-ai-ui-message-stream",
+        HeaderValue::from_static("v1"),
+    );
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+/// Where a turn's stream is: which text/reasoning block is open.
+struct Translation {
+    subscription: Subscription,
+    message_id: String,
+    reply_id: String,
+    started: bool,
+    open_text: Option<String>,
+    open_reasoning: Option<String>,
+    blocks: u32,
+    done: bool,
+}
+
+impl Translation {
+    fn next_block(&mut self, kind: &str) -> String {
+        self.blocks += 1;
+        format!("{kind}-{}", self.blocks)
+    }
+
+    fn close_blocks(&mut self, out: &mut Vec<Value>) {
+        if let Some(id) = self.open_text.take() {
+            out.push(json!({ "type": "text-end", "id": id }));
+        }
+        if let Some(id) = self.open_reasoning.take() {
+            out.push(json!({ "type": "reasoning-end", "id": id }));
+        }
+    }
+
+    /// The UI chunks for one session event of this turn.
+    fn translate(&mut self, event_type: &str, data: &Value) -> Vec<Value> {
+        let mut out = Vec::new();
+        if !self.started {
+            self.started = true;
+            out.push(json!({ "type": "start", "messageId": self.reply_id }));
+        }
+        match event_type.trim_start_matches("switchyard.session.") {
+            "turn.text_delta" => {
+                if self.open_reasoning.is_some() {
+                    let id = self.open_reasoning.take();
+                    out.push(json!({ "type": "reasoning-end", "id": id }));
+                }
+                let id = match &self.open_text {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id = self.next_block("text");
+                        out.push(json!({ "type": "text-start", "id": id }));
+                        self.open_text = Some(id.clone());
+                        id
+                    }
+                };
+                out.push(json!({ "type": "text-delta", "id": id, "delta": data["text"] }));
+            }
+            "turn.reasoning_delta" => {
+                if self.open_text.is_some() {
+                    let id = self.open_text.take();
+                    out.push(json!({ "type": "text-end", "id": id }));
+                }
+                let id = match &self.open_reasoning {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id = self.next_block("reasoning");
+                        out.push(json!({ "type": "reasoning-start", "id": id }));
+                        self.open_reasoning = Some(id.clone());
+                        id
+                    }
+                };
+                out.push(json!({ "type": "reasoning-delta", "id": id, "delta": data["text"] }));
+            }
+            "turn.tool_start" => {
+                self.close_blocks(&mut out);
+                out.push(json!({ "type": "tool-input-start", "toolCallId": data["id"], "toolName": data["name"] }));
+                out.push(json!({
+                    "type": "tool-input-available",
+                    "toolCallId": data["id"],
+                    "toolName": data["name"],
+                    "input": data["input"],
+                }));
+            }
+            "turn.tool_end" => {
+                self.close_blocks(&mut out);
+                if data["is_error"] == true {
+                    let text = match &data["output"] {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    out.push(json!({ "type": "tool-output-error", "toolCallId": data["id"], "errorText": text }));
+                } else {
+                    out.push(json!({ "type": "tool-output-available", "toolCallId": data["id"], "output": data["output"] }));
+                }
+            }
+            "turn.finished" => {
+                self.close_blocks(&mut out);
+                self.done = true;
+                let finish_reason = match (data["status"].as_str(), data["stop_reason"].as_str()) {
+                    (Some("done"), Some("max-tokens")) => "length",
+                    (Some("done"), _) => "stop",
+                    (Some("aborted"), _) => {
+                        out.push(json!({ "type": "abort", "reason": "the turn was aborted" }));
+                        "other"
+                    }
+                    _ => {
+                        let text = data["error"].as_str().unwrap_or("the turn failed");
+                        out.push(json!({ "type": "error", "errorText": text }));
+                        "error"
+                    }
+                };
+                out.push(json!({ "type": "finish", "finishReason": finish_reason }));
+            }
+            "turn.interrupted" => {
+                self.close_blocks(&mut out);
+                self.done = true;
+                out.push(json!({ "type": "error", "errorText": "the turn was interrupted by a restart" }));
+                out.push(json!({ "type": "finish", "finishReason": "interrupted" }));
+            }
+            // turn.started, turn.message_complete, turn.error (streamed as text
+            // already or reported at finish), message.queued: nothing to show.
+            _ => {}
+        }
+        out
+    }
+}
+
+/// The SSE stream of one turn's UI chunks, then `[DONE]`.
+fn chunks(
+    subscription: Subscription,
+    message_id: String,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let state = Translation {
+        subscription,
+        message_id,
+        reply_id: ulid::Ulid::new().to_string(),
+        started: false,
+        open_text: None,
+        open_reasoning: None,
+        blocks: 0,
+        done: false,
+    };
+    let pending: std::collections::VecDeque<SseEvent> = Default::default();
+    futures::stream::unfold(
+        (Some(state), pending),
+        |(mut state, mut pending)| async move {
+            loop {
+                if let Some(event) = pending.pop_front() {
+                    return Some((Ok(event), (state, pending)));
+                }
+                let t = state.as_mut()?;
+                if t.done {
+                    state = None;
+                    pending.push_back(SseEvent::default().data("[DONE]"));
+                    continue;
+                }
+                let event = match t.subscription.next().await {
+                    Ok(e) => e,
+                    Err(e) => {
+                        pending.push_back(SseEvent::default().data(
+                            json!({ "type": "error", "errorText": e.to_string() }).to_string(),
+                        ));
+                        pending.push_back(SseEvent::default().data("[DONE]"));
+                        state = None;
+                        continue;
+                    }
+                };
+                if event.data["message_id"].as_str() != Some(t.message_id.as_str()) {
+                    continue;
+                }
+                for chunk in t.translate(&event.event_type, &event.data) {
+                    pending.push_back(SseEvent::default().data(chunk.to_string()));
+                }
+            }
+        },
+    )
+}
