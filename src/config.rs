@@ -20,6 +20,55 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// `[plugins.NAME.config]`: values that override a plugin's manifest defaults.
     pub plugin_config: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    pub sessions: SessionsSection,
+    pub bus: BusSection,
+}
+
+/// `[sessions]` in switchyard.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsSection {
+    /// Adapter for sessions created without one.
+    pub default_adapter: String,
+    /// Queued messages per session before `429`.
+    pub max_queue: usize,
+    /// Messages of history handed to each turn.
+    pub history_limit: usize,
+    /// Seconds without work before a session leaves memory (it stays on disk).
+    pub idle_timeout_secs: f64,
+    /// Seconds an adapter has to stop after an abort before the turn is cut off.
+    pub abort_grace_secs: f64,
+}
+
+impl Default for SessionsSection {
+    fn default() -> Self {
+        Self {
+            default_adapter: "echo-agent".into(),
+            max_queue: 64,
+            history_limit: 200,
+            idle_timeout_secs: 60.0,
+            abort_grace_secs: 2.0,
+        }
+    }
+}
+
+/// `[bus]` in switchyard.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusSection {
+    /// Keep at most this many events in the log (0 = no limit).
+    pub retention_max_events: u64,
+    /// Drop events older than this many hours (0 = no limit).
+    pub retention_max_age_hours: f64,
+}
+
+impl Default for BusSection {
+    fn default() -> Self {
+        Self {
+            retention_max_events: 1_000_000,
+            retention_max_age_hours: 24.0 * 7.0,
+        }
+    }
 }
 
 /// Values given on the command line or in the environment (clap merges the two).
@@ -56,6 +105,10 @@ struct FileConfig {
     cache_dir: Option<PathBuf>,
     #[serde(default)]
     plugins: BTreeMap<String, PluginSection>,
+    #[serde(default)]
+    sessions: SessionsSection,
+    #[serde(default)]
+    bus: BusSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +187,8 @@ impl Config {
                     (name, values)
                 })
                 .collect(),
+            sessions: file.sessions,
+            bus: file.bus,
         })
     }
 }

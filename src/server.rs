@@ -51,12 +51,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("switchyard listening on http://{addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), plugins = %config.plugins_dir.display(), "switchyard started");
 
+    let c = &config.sessions;
     let sessions = Sessions::new(
         store.clone(),
         bus.clone(),
         plugins.clone(),
-        SessionsConfig::default(),
+        SessionsConfig {
+            default_adapter: c.default_adapter.clone(),
+            max_queue: c.max_queue,
+            history_limit: c.history_limit,
+            idle_timeout: Duration::from_secs_f64(c.idle_timeout_secs),
+            abort_grace: Duration::from_secs_f64(c.abort_grace_secs),
+        },
     );
+    tokio::spawn(crate::bus::retention::run(bus.clone(), config.bus.clone()));
     let ready = Arc::new(AtomicBool::new(false));
     let loader = tokio::spawn(start_up(
         plugins.clone(),

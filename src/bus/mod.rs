@@ -5,6 +5,7 @@
 //! Invariant: an event is persisted before any subscriber sees it, so a subscriber that
 //! resumes from the log never misses what it was shown live.
 
+pub mod retention;
 mod subscription;
 pub mod topic;
 

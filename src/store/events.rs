@@ -90,3 +90,27 @@ impl Store {
         .await
     }
 }
+
+impl Store {
+    /// Delete up to `batch` of the oldest events that are beyond the newest `keep` or
+    /// older than `before` (RFC 3339). Returns how many were deleted.
+    pub async fn trim_events(
+        &self,
+        keep: Option<u64>,
+        before: Option<String>,
+        batch: u64,
+    ) -> Result<u64, StoreError> {
+        self.write(move |c| {
+            let max: i64 =
+                c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+            let below_seq = keep.map_or(0, |k| (max - k as i64).max(0));
+            let deleted = c.execute(
+                "DELETE FROM events WHERE seq IN (
+                   SELECT seq FROM events WHERE seq <= ?1 OR time < ?2 ORDER BY seq LIMIT ?3)",
+                params![below_seq, before.unwrap_or_default(), batch as i64],
+            )?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+}
