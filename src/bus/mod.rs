@@ -76,17 +76,16 @@ pub enum BusError {
     Store(#[from] StoreError),
 }
 
-/// The bus; cheap to clone.
+/// The bus; cheap to clone. The log and its commit-ordered live feed are the store's;
+/// the bus validates what is published and serves subscriptions.
 #[derive(Clone)]
 pub struct Bus {
     store: Store,
-    live: broadcast::Sender<Event>,
 }
 
 impl Bus {
     pub fn new(store: Store) -> Self {
-        let (live, _) = broadcast::channel(4096);
-        Self { store, live }
+        Self { store }
     }
 
     /// Validate, persist, then fan out. Returns the stored event.
@@ -99,16 +98,9 @@ impl Bus {
         if data.len() > MAX_EVENT_DATA_BYTES {
             return Err(BusError::TooLarge(data.len()));
         }
-        let live = self.live.clone();
-        // Fan out from the writer, right after the commit and in seq order: a live
-        // subscriber never sees seq N+1 before N. No subscriber is not an error.
-        let stored = self
-            .store
-            .append_event(event, data, move |e| {
-                let _ = live.send(e.clone());
-            })
-            .await?;
-        Ok(stored)
+        // The store fans out right after the commit, in seq order: a live subscriber
+        // never sees seq N+1 before N.
+        Ok(self.store.append_event(event, data).await?)
     }
 
     /// Publish and log instead of failing: for the runtime's own notices, which must
@@ -122,7 +114,7 @@ impl Bus {
 
     /// Live events from now on, unfiltered (for in-process observers that keep up).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.live.subscribe()
+        self.store.committed_events()
     }
 
     /// Events on topics matching `pattern` after `cursor` (`None`: from now on),

@@ -36,7 +36,7 @@ impl Subscription {
         cursor: Option<u64>,
     ) -> Result<Self, StoreError> {
         // Join live before reading where the log ends, so nothing falls in between.
-        let live = bus.live.subscribe();
+        let live = bus.store.committed_events();
         let cursor = match cursor {
             Some(c) => c,
             None => bus.store.last_event_seq().await?,

@@ -155,16 +155,22 @@ impl Sessions {
     /// After a restart: mark turns cut off by the crash as interrupted (with an event)
     /// and start workers for every session with queued messages.
     pub async fn recover(&self) -> Result<(), SessionError> {
-        for (session_id, message) in self.inner.store.interrupt_unfinished_turns().await? {
-            tracing::warn!(session = %session_id, message = %message.id, "turn interrupted by a restart");
-            self.inner
-                .publish(
-                    &session_id,
+        let interrupted = self
+            .inner
+            .store
+            .interrupt_unfinished_turns(|session_id, message| {
+                SessionEvent::TurnInterrupted.event(
+                    session_id,
                     None,
-                    SessionEvent::TurnInterrupted,
                     json!({ "message_id": message.id, "reason": message.error }),
                 )
-                .await;
+            })
+            .await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                turns = interrupted,
+                "turns cut off by the last stop are marked interrupted"
+            );
         }
         for key in self.inner.store.sessions_with_queued_messages().await? {
             if let Some(record) = self.inner.store.session_by_key(&key).await? {
@@ -213,17 +219,11 @@ impl Sessions {
         let created = self
             .inner
             .store
-            .create_session(record)
+            .create_session(record, |r| {
+                SessionEvent::Created.event(&r.id, Some(&r.key), json!({ "adapter": r.adapter }))
+            })
             .await?
             .ok_or(SessionError::Exists(key))?;
-        self.inner
-            .publish(
-                &created.id,
-                Some(&created.key),
-                SessionEvent::Created,
-                json!({ "adapter": created.adapter }),
-            )
-            .await;
         Ok(created)
     }
 
@@ -308,23 +308,22 @@ impl Sessions {
         text: String,
     ) -> Result<(MessageRecord, u64), SessionError> {
         let max = self.inner.config.max_queue;
+        let (id, key) = (record.id.clone(), record.key.clone());
         let (message, position) = self
             .inner
             .store
-            .enqueue_message(&record.id, text, max)
+            .enqueue_message(&record.id, text, max, move |m, position| {
+                SessionEvent::MessageQueued.event(
+                    &id,
+                    Some(&key),
+                    json!({ "message_id": m.id, "text": m.text, "position": position }),
+                )
+            })
             .await?
             .ok_or_else(|| SessionError::QueueFull {
                 key: record.key.clone(),
                 max,
             })?;
-        self.inner
-            .publish(
-                &record.id,
-                Some(&record.key),
-                SessionEvent::MessageQueued,
-                json!({ "message_id": message.id, "text": message.text, "position": position }),
-            )
-            .await;
         self.wake(record).await;
         Ok((message, position))
     }
@@ -607,6 +606,7 @@ impl Inner {
                 Some(StopReason::Aborted),
             ),
         };
+        let (id, key, message_id) = (record.id.clone(), record.key.clone(), message.id.clone());
         let finished = self
             .store
             .finish_turn(
@@ -615,27 +615,26 @@ impl Inner {
                 status,
                 reply.clone(),
                 error.clone(),
+                move |reply| {
+                    SessionEvent::TurnFinished.event(
+                        &id,
+                        Some(&key),
+                        json!({
+                            "message_id": message_id,
+                            "status": status,
+                            "stop_reason": stop_reason,
+                            "text": reply.map(|r| r.text.clone()),
+                            "reply_id": reply.map(|r| r.id.clone()),
+                            "error": error,
+                        }),
+                    )
+                },
             )
             .await;
         if let Err(e) = &finished {
             tracing::error!(session = %record.key, error = %e, "cannot record the end of a turn");
         }
         *active.turn.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        let reply_id = finished.ok().flatten().map(|m| m.id);
-        self.publish(
-            &record.id,
-            Some(&record.key),
-            SessionEvent::TurnFinished,
-            json!({
-                "message_id": message.id,
-                "status": status,
-                "stop_reason": stop_reason,
-                "text": reply,
-                "reply_id": reply_id,
-                "error": error,
-            }),
-        )
-        .await;
     }
 
     async fn publish(&self, session_id: &str, key: Option<&str>, kind: SessionEvent, data: Value) {

@@ -1,54 +1,66 @@
 //! The bus log (`events`): append and read back in `seq` order.
 
-use rusqlite::params;
+use rusqlite::{Connection, params};
 
 use super::{Store, StoreError};
 use crate::bus::{Event, NewEvent};
 
+/// Insert one event inside a write; `data` is its JSON text. The caller pushes the
+/// returned event to the write's committed-events list (see `Store::write_events`).
+pub(crate) fn insert_event(
+    c: &Connection,
+    event: NewEvent,
+    data: String,
+) -> Result<Event, StoreError> {
+    let id = ulid::Ulid::new().to_string();
+    let time = crate::time::now_rfc3339();
+    c.execute(
+        "INSERT INTO events (id, topic, type, source, subject, time, correlation_id, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            id,
+            event.topic,
+            event.event_type,
+            event.source,
+            event.subject,
+            time,
+            event.correlation_id,
+            data
+        ],
+    )?;
+    Ok(Event {
+        seq: c.last_insert_rowid() as u64,
+        id,
+        topic: event.topic,
+        event_type: event.event_type,
+        source: event.source,
+        subject: event.subject,
+        time,
+        correlation_id: event.correlation_id,
+        data: event.data,
+    })
+}
+
+/// [`insert_event`] for runtime events whose data is a JSON value.
+pub(crate) fn record_event(
+    c: &Connection,
+    event: NewEvent,
+    out: &mut Vec<Event>,
+) -> Result<(), StoreError> {
+    let data = serde_json::to_string(&event.data).unwrap_or_else(|_| "null".into());
+    out.push(insert_event(c, event, data)?);
+    Ok(())
+}
+
 impl Store {
-    /// Append one event; `data` is its JSON text. `then` runs right after the commit,
-    /// in `seq` order across all appends (see `writer::Writer::write_then`).
-    pub async fn append_event(
-        &self,
-        event: NewEvent,
-        data: String,
-        then: impl FnOnce(&Event) + Send + 'static,
-    ) -> Result<Event, StoreError> {
-        let id = ulid::Ulid::new().to_string();
-        let time = crate::time::now_rfc3339();
-        self.inner
-            .writer
-            .write_then(
-                move |c| {
-                    c.execute(
-                "INSERT INTO events (id, topic, type, source, subject, time, correlation_id, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    id,
-                    event.topic,
-                    event.event_type,
-                    event.source,
-                    event.subject,
-                    time,
-                    event.correlation_id,
-                    data
-                ],
-            )?;
-                    Ok(Event {
-                        seq: c.last_insert_rowid() as u64,
-                        id,
-                        topic: event.topic,
-                        event_type: event.event_type,
-                        source: event.source,
-                        subject: event.subject,
-                        time,
-                        correlation_id: event.correlation_id,
-                        data: event.data,
-                    })
-                },
-                then,
-            )
-            .await
+    /// Append one event; `data` is its JSON text.
+    pub async fn append_event(&self, event: NewEvent, data: String) -> Result<Event, StoreError> {
+        self.write_events(move |c, out| {
+            let e = insert_event(c, event, data)?;
+            out.push(e.clone());
+            Ok(e)
+        })
+        .await
     }
 
     pub async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {

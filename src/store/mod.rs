@@ -60,12 +60,17 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     writer: writer::Writer,
+    /// Every event committed to the log, in commit (= seq) order.
+    committed: tokio::sync::broadcast::Sender<crate::bus::Event>,
     /// Idle read connections; a read takes one (or opens one) and puts it back.
     readers: Mutex<Vec<Connection>>,
 }
 
 /// Read connections kept open between reads.
 const IDLE_READERS: usize = 4;
+/// Committed events buffered for live subscribers; one that falls further behind
+/// catches up from the log.
+const LIVE_EVENTS: usize = 4096;
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(|source| StoreError::Open {
@@ -94,6 +99,7 @@ impl Store {
             inner: Arc::new(Inner {
                 path,
                 writer,
+                committed: tokio::sync::broadcast::channel(LIVE_EVENTS).0,
                 readers: Mutex::new(Vec::new()),
             }),
         })
@@ -120,6 +126,44 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         self.inner.writer.write(f).await
+    }
+
+    /// Like [`Store::write`], for writes that record events: `f` pushes the events it
+    /// inserted (`events::record_event`) to its list, and they are fanned out to live
+    /// subscribers right after the commit, from the writer, in commit order. A state
+    /// change and the event announcing it are one transaction: neither exists without
+    /// the other.
+    async fn write_events<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Vec<crate::bus::Event>) -> Result<T, StoreError>
+            + Send
+            + 'static,
+    {
+        let live = self.inner.committed.clone();
+        let (value, _) = self
+            .inner
+            .writer
+            .write_then(
+                move |c| {
+                    let mut events = Vec::new();
+                    let value = f(c, &mut events)?;
+                    Ok((value, events))
+                },
+                move |(_, events)| {
+                    for e in events {
+                        // No live subscriber is not an error: the log has it.
+                        let _ = live.send(e.clone());
+                    }
+                },
+            )
+            .await?;
+        Ok(value)
+    }
+
+    /// Events as they are committed, in `seq` order.
+    pub fn committed_events(&self) -> tokio::sync::broadcast::Receiver<crate::bus::Event> {
+        self.inner.committed.subscribe()
     }
 
     /// Run `f` on a read connection, on the blocking pool.

@@ -9,7 +9,9 @@
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use super::events::record_event;
 use super::{Store, StoreError};
+use crate::bus::NewEvent;
 
 /// A session's persisted attributes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,15 +57,20 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
 }
 
 fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRecord> {
+    message_row_at(r, 0)
+}
+
+/// A message from the [`MESSAGE_COLUMNS`] starting at column `at`.
+fn message_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<MessageRecord> {
     Ok(MessageRecord {
-        seq: r.get::<_, i64>(0)? as u64,
-        id: r.get(1)?,
-        role: r.get(2)?,
-        text: r.get(3)?,
-        status: r.get(4)?,
-        created_at: r.get(5)?,
-        finished_at: r.get(6)?,
-        error: r.get(7)?,
+        seq: r.get::<_, i64>(at)? as u64,
+        id: r.get(at + 1)?,
+        role: r.get(at + 2)?,
+        text: r.get(at + 3)?,
+        status: r.get(at + 4)?,
+        created_at: r.get(at + 5)?,
+        finished_at: r.get(at + 6)?,
+        error: r.get(at + 7)?,
     })
 }
 
@@ -71,12 +78,14 @@ const SESSION_COLUMNS: &str = "id, key, adapter, config, created_at, updated_at"
 const MESSAGE_COLUMNS: &str = "seq, id, role, text, status, created_at, finished_at, error";
 
 impl Store {
-    /// Create a session; `Ok(None)` if the key is taken.
+    /// Create a session, with the event `announce` makes of it; `Ok(None)` if the key
+    /// is taken.
     pub async fn create_session(
         &self,
         record: SessionRecord,
+        announce: impl FnOnce(&SessionRecord) -> NewEvent + Send + 'static,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        self.write(move |c| {
+        self.write_events(move |c, events| {
             let inserted = c.execute(
                 "INSERT INTO sessions (id, key, adapter, config, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO NOTHING",
@@ -89,7 +98,11 @@ impl Store {
                     record.updated_at
                 ],
             )?;
-            Ok((inserted == 1).then_some(record))
+            if inserted == 0 {
+                return Ok(None);
+            }
+            record_event(c, announce(&record), events)?;
+            Ok(Some(record))
         })
         .await
     }
@@ -134,14 +147,16 @@ impl Store {
 
     /// Append a user message to the queue if it holds fewer than `max_queued`; returns
     /// the message and its 1-based place among queued messages, or `None` when full.
+    /// The event `announce` makes of the message is written in the same transaction.
     pub async fn enqueue_message(
         &self,
         session_id: &str,
         text: String,
         max_queued: usize,
+        announce: impl FnOnce(&MessageRecord, u64) -> NewEvent + Send + 'static,
     ) -> Result<Option<(MessageRecord, u64)>, StoreError> {
         let session_id = session_id.to_owned();
-        self.write(move |c| {
+        self.write_events(move |c, events| {
             let queued: i64 = c.query_row(
                 "SELECT COUNT(*) FROM session_messages WHERE session_id = ?1 AND status = 'queued'",
                 [&session_id],
@@ -172,7 +187,9 @@ impl Store {
                 finished_at: None,
                 error: None,
             };
-            Ok(Some((record, queued as u64 + 1)))
+            let position = queued as u64 + 1;
+            record_event(c, announce(&record, position), events)?;
+            Ok(Some((record, position)))
         })
         .await
     }
@@ -211,7 +228,9 @@ impl Store {
     }
 
     /// Finish a turn: set the user message's final status and, if there is a reply,
-    /// append the assistant message. Returns the assistant message.
+    /// append the assistant message; the event `announce` makes of the reply is written
+    /// in the same transaction. Returns the assistant message. Nothing is written (and
+    /// no event) if the message is gone: its session was reset or deleted meanwhile.
     pub async fn finish_turn(
         &self,
         session_id: &str,
@@ -219,14 +238,11 @@ impl Store {
         status: &'static str,
         reply: Option<String>,
         error: Option<String>,
+        announce: impl FnOnce(Option<&MessageRecord>) -> NewEvent + Send + 'static,
     ) -> Result<Option<MessageRecord>, StoreError> {
         let (session_id, message_id) = (session_id.to_owned(), message_id.to_owned());
-        self.write(move |c| {
+        self.write_events(move |c, events| {
             let now = crate::time::now_rfc3339();
-            c.execute(
-                "UPDATE session_messages SET status = ?1, finished_at = ?2, error = ?3 WHERE id = ?4",
-                params![status, now, error, message_id],
-            )?;
             let turn: Option<i64> = c
                 .query_row(
                     "SELECT turn FROM session_messages WHERE id = ?1",
@@ -234,61 +250,66 @@ impl Store {
                     |r| r.get(0),
                 )
                 .optional()?;
-            // Gone: the session was reset or deleted while the turn ran.
             let Some(turn) = turn else { return Ok(None) };
-            c.execute("UPDATE sessions SET updated_at = ?1 WHERE id = ?2", params![now, session_id])?;
-            let Some(text) = reply else { return Ok(None) };
-            let id = ulid::Ulid::new().to_string();
             c.execute(
-                "INSERT INTO session_messages (turn, id, session_id, role, text, status, created_at, finished_at)
-                 VALUES (?1, ?2, ?3, 'assistant', ?4, 'done', ?5, ?5)",
-                params![turn, id, session_id, text, now],
+                "UPDATE session_messages SET status = ?1, finished_at = ?2, error = ?3 WHERE id = ?4",
+                params![status, now, error, message_id],
             )?;
-            Ok(Some(MessageRecord {
-                seq: c.last_insert_rowid() as u64,
-                id,
-                role: "assistant".into(),
-                text,
-                status: "done".into(),
-                created_at: now.clone(),
-                finished_at: Some(now),
-                error: None,
-            }))
+            c.execute("UPDATE sessions SET updated_at = ?1 WHERE id = ?2", params![now, session_id])?;
+            let reply = match reply {
+                None => None,
+                Some(text) => {
+                    let id = ulid::Ulid::new().to_string();
+                    c.execute(
+                        "INSERT INTO session_messages (turn, id, session_id, role, text, status, created_at, finished_at)
+                         VALUES (?1, ?2, ?3, 'assistant', ?4, 'done', ?5, ?5)",
+                        params![turn, id, session_id, text, now],
+                    )?;
+                    Some(MessageRecord {
+                        seq: c.last_insert_rowid() as u64,
+                        id,
+                        role: "assistant".into(),
+                        text,
+                        status: "done".into(),
+                        created_at: now.clone(),
+                        finished_at: Some(now),
+                        error: None,
+                    })
+                }
+            };
+            record_event(c, announce(reply.as_ref()), events)?;
+            Ok(reply)
         })
         .await
     }
 
     /// Messages that were `processing` when the process stopped: mark them
-    /// `interrupted` and return (session id, message) for each.
+    /// `interrupted`, each with the event `announce(session_id, message)` in the same
+    /// transaction. Returns how many.
     pub async fn interrupt_unfinished_turns(
         &self,
-    ) -> Result<Vec<(String, MessageRecord)>, StoreError> {
-        self.write(|c| {
+        announce: impl Fn(&str, &MessageRecord) -> NewEvent + Send + 'static,
+    ) -> Result<usize, StoreError> {
+        self.write_events(move |c, events| {
             let mut stmt = c.prepare(&format!(
                 "SELECT session_id, {MESSAGE_COLUMNS} FROM session_messages WHERE status = 'processing'"
             ))?;
             let rows: Vec<(String, MessageRecord)> = stmt
-                .query_map([], |r| {
-                    let session: String = r.get(0)?;
-                    let m = MessageRecord {
-                        seq: r.get::<_, i64>(1)? as u64,
-                        id: r.get(2)?,
-                        role: r.get(3)?,
-                        text: r.get(4)?,
-                        status: "interrupted".into(),
-                        created_at: r.get(6)?,
-                        finished_at: r.get(7)?,
-                        error: Some("the server stopped during this turn".into()),
-                    };
-                    Ok((session, m))
-                })?
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, message_row_at(r, 1)?)))?
                 .collect::<Result<_, _>>()?;
-            c.execute(
-                "UPDATE session_messages SET status = 'interrupted', finished_at = ?1,
-                 error = 'the server stopped during this turn' WHERE status = 'processing'",
-                [crate::time::now_rfc3339()],
-            )?;
-            Ok(rows)
+            let now = crate::time::now_rfc3339();
+            let reason = "the server stopped during this turn";
+            for (session_id, mut message) in rows.iter().cloned() {
+                c.execute(
+                    "UPDATE session_messages SET status = 'interrupted', finished_at = ?1, error = ?2 WHERE id = ?3",
+                    params![now, reason, message.id],
+                )?;
+                message.status = "interrupted".into();
+                message.finished_at = Some(now.clone());
+                message.error = Some(reason.into());
+                record_event(c, announce(&session_id, &message), events)?;
+            }
+            Ok(rows.len())
         })
         .await
     }
