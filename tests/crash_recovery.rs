@@ -1,0 +1,181 @@
+//! Crash test: a real server is killed with SIGKILL while clients send messages to
+//! sessions and publish events; after a restart, every request that got a 2xx is found:
+//! each accepted message processed or marked interrupted, with its events, and each
+//! published event in the log.
+
+mod util;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use util::{Server, SseStream};
+
+const SESSIONS: usize = 8;
+
+#[derive(Default)]
+struct Acknowledged {
+    /// message id → session key
+    messages: HashMap<String, String>,
+    /// event seq → event id
+    events: HashMap<u64, String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_request_survives_sigkill() {
+    let server = Server::start(&["echo-agent"]).await;
+    for s in 0..SESSIONS {
+        // A little delay per word keeps turns in flight when the kill lands.
+        let (status, body) = server
+            .post(
+                "/v1/sessions",
+                &json!({ "key": format!("c{s}"), "config": { "delay_ms": 2 } }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let acked = Arc::new(Mutex::new(Acknowledged::default()));
+    let url = server.url.clone();
+    let mut clients = Vec::new();
+    for c in 0..8usize {
+        let (url, acked) = (url.clone(), acked.clone());
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+            for i in 0.. {
+                let key = format!("c{}", (c + i) % SESSIONS);
+                let sent = if i % 3 == 0 {
+                    http.post(format!("{url}/v1/events"))
+                        .json(&json!({ "topic": format!("crash.c{c}"), "type": "test", "data": { "i": i } }))
+                        .send()
+                        .await
+                } else {
+                    http.post(format!("{url}/v1/sessions/{key}/messages"))
+                        .json(&json!({ "text": format!("client {c} message {i} with a few words") }))
+                        .send()
+                        .await
+                };
+                let Ok(r) = sent else { return }; // the server is gone
+                let status = r.status();
+                let Ok(body) = r.json::<Value>().await else { return };
+                if status.is_success() {
+                    let mut a = acked.lock().unwrap();
+                    if let Some(seq) = body["seq"].as_u64() {
+                        a.events.insert(seq, body["id"].as_str().unwrap().to_owned());
+                    } else {
+                        a.messages.insert(body["id"].as_str().unwrap().to_owned(), key);
+                    }
+                } else {
+                    assert_eq!(status, 429, "only a full queue may refuse: {body}");
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let server = server.kill_and_restart().await;
+    for c in clients {
+        c.await.unwrap();
+    }
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    assert!(
+        acked.messages.len() > 50,
+        "too little load to show anything: {}",
+        acked.messages.len()
+    );
+
+    // Every session drains after the restart.
+    let start = Instant::now();
+    for s in 0..SESSIONS {
+        loop {
+            let (_, snap) = server.get(&format!("/v1/sessions/c{s}")).await;
+            if snap["queue_depth"] == 0 && snap["processing"] == false {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "c{s} never drained: {snap}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // Every acknowledged message is in its session: done (with a reply) or interrupted.
+    let mut statuses: HashMap<String, usize> = HashMap::new();
+    let mut found = HashSet::new();
+    for s in 0..SESSIONS {
+        let (_, h) = server
+            .get(&format!("/v1/sessions/c{s}/history?limit=10000"))
+            .await;
+        let messages = h["messages"].as_array().unwrap();
+        for (i, m) in messages.iter().enumerate() {
+            if m["role"] != "user" {
+                continue;
+            }
+            let status = m["status"].as_str().unwrap().to_owned();
+            if status == "done" {
+                assert_eq!(
+                    messages[i + 1]["role"],
+                    "assistant",
+                    "a done message has its reply"
+                );
+                assert_eq!(messages[i + 1]["text"], m["text"]);
+            }
+            *statuses.entry(status).or_default() += 1;
+            found.insert(m["id"].as_str().unwrap().to_owned());
+        }
+    }
+    let missing: Vec<_> = acked
+        .messages
+        .keys()
+        .filter(|id| !found.contains(*id))
+        .collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+    assert_eq!(
+        statuses
+            .keys()
+            .filter(|k| *k != "done" && *k != "interrupted")
+            .count(),
+        0,
+        "{statuses:?}"
+    );
+
+    // The log holds every published event and a message.queued event for every
+    // accepted message, and a final event for each turn.
+    let mut log = SseStream::connect(&format!("{}/v1/events?after=0", server.url), None).await;
+    let mut seen_events = HashMap::new();
+    let mut queued = HashSet::new();
+    let mut ended = HashSet::new();
+    while let Some(msg) = log.next(Duration::from_millis(1000)).await {
+        let e: Value = serde_json::from_str(&msg.data).unwrap();
+        seen_events.insert(
+            e["seq"].as_u64().unwrap(),
+            e["id"].as_str().unwrap().to_owned(),
+        );
+        let message_id = e["data"]["message_id"].as_str().map(str::to_owned);
+        match e["type"].as_str().unwrap() {
+            "switchyard.session.message.queued" => {
+                queued.insert(message_id.unwrap());
+            }
+            "switchyard.session.turn.finished" | "switchyard.session.turn.interrupted" => {
+                ended.insert(message_id.unwrap());
+            }
+            _ => {}
+        }
+    }
+    for (seq, id) in &acked.events {
+        assert_eq!(seen_events.get(seq), Some(id), "published event {seq} lost");
+    }
+    for id in acked.messages.keys() {
+        assert!(queued.contains(id), "no message.queued event for {id}");
+        assert!(
+            ended.contains(id),
+            "no turn.finished/interrupted event for {id}"
+        );
+    }
+    eprintln!(
+        "crash test: {} messages and {} events acknowledged before SIGKILL; all found after restart ({:?})",
+        acked.messages.len(),
+        acked.events.len(),
+        statuses
+    );
+}
