@@ -1,11 +1,30 @@
 # Shared helpers for plugin build scripts. Source it; it sets:
-#   REPO   the repository root
-#   TOOLS  $REPO/.tools, where every toolchain is installed (never committed)
+#   REPO   the Switchyard repository root: the nearest folder above this script that
+#          holds plugins/toolchains/common.sh and wit/ ("" when there is none, e.g. for
+#          a copy of this script in a plugin made by `switchyard plugin new` elsewhere)
+#   TOOLS  where every toolchain is installed (never committed): $SWITCHYARD_TOOLS if
+#          set, else $REPO/.tools, else ${XDG_CACHE_HOME:-~/.cache}/switchyard/tools
 # Every ensure_* function is idempotent and quiet when the tool is already there.
 set -euo pipefail
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-TOOLS="$REPO/.tools"
+REPO=""
+_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+while [ "$_dir" != "/" ]; do
+  _dir="$(dirname "$_dir")"
+  if [ -f "$_dir/plugins/toolchains/common.sh" ] && [ -d "$_dir/wit" ]; then
+    REPO="$_dir"
+    break
+  fi
+done
+unset _dir
+if [ -n "${SWITCHYARD_TOOLS:-}" ]; then
+  TOOLS="$SWITCHYARD_TOOLS"
+elif [ -n "$REPO" ]; then
+  TOOLS="$REPO/.tools"
+else
+  TOOLS="${XDG_CACHE_HOME:-$HOME/.cache}/switchyard/tools"
+fi
 mkdir -p "$TOOLS"
+TOOLS="$(cd "$TOOLS" && pwd)"
 
 log() { printf '  [%s] %s\n' "${PLUGIN_NAME:-plugins}" "$*" >&2; }
 

@@ -48,6 +48,8 @@ const COPY_NOTE: &str =
     "# Copied from Switchyard's plugins/toolchains/ by `switchyard plugin new`.\n";
 
 const README: &str = include_str!("../../templates/common/README.md");
+/// The Rust template's dependencies, as locked in plugins/echo-agent.
+const CARGO_LOCK: &str = include_str!("../../templates/rust/Cargo.lock.tmpl");
 
 /// A file of the generated folder: its path inside it, its template, and whether it is
 /// executable.
@@ -204,6 +206,12 @@ fn kind_templates(kind: PluginKind) -> (&'static str, &'static str, &'static str
 /// name and never touches an existing `dir/name`.
 pub fn scaffold(lang: Lang, kind: PluginKind, name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
     check_name(name)?;
+    if lang == Lang::Rust && lock_packages(CARGO_LOCK).any(|p| p == name) {
+        bail!(
+            "a Rust plugin cannot be named `{name}`: its crate would clash with the \
+             dependency of that name; choose another name"
+        );
+    }
     let target = dir.join(name);
     let exists = || {
         anyhow::anyhow!(
@@ -276,7 +284,7 @@ fn plan(lang: Lang, kind: PluginKind, name: &str) -> Vec<Planned> {
         files.push((t.path.into(), render(t.text, vars), t.executable));
     }
     if lang == Lang::Rust {
-        let lock = cargo_lock(include_str!("../../templates/rust/Cargo.lock.tmpl"), name);
+        let lock = cargo_lock(CARGO_LOCK, name);
         files.push(("Cargo.lock".into(), lock, false));
     }
     for (script, text) in [("common.sh", COMMON_SH), (toolchain_script, toolchain_text)] {
@@ -307,18 +315,23 @@ fn cargo_lock(template: &str, name: &str) -> String {
         "[[package]]\nname = \"{name}\"\nversion = \"0.1.0\"\ndependencies = [\n \"serde_json\",\n \"wit-bindgen\",\n]"
     );
     let mut blocks: Vec<&str> = template.trim_end().split("\n\n").collect();
-    let package_name = |block: &str| {
-        block
-            .lines()
-            .find_map(|l| l.strip_prefix("name = \""))
-            .map(|n| n.trim_end_matches('"').to_owned())
-    };
     let at = blocks
         .iter()
-        .position(|b| b.starts_with("[[package]]") && package_name(b).as_deref() > Some(name))
+        .position(|b| package_name(b).is_some_and(|n| n > name))
         .unwrap_or(blocks.len());
     blocks.insert(at, &own);
     blocks.join("\n\n") + "\n"
+}
+
+/// The name of a `[[package]]` block of a Cargo.lock.
+fn package_name(block: &str) -> Option<&str> {
+    let rest = block.strip_prefix("[[package]]\nname = \"")?;
+    rest.split('"').next()
+}
+
+/// The names of the packages in a Cargo.lock.
+fn lock_packages(lock: &str) -> impl Iterator<Item = &str> {
+    lock.split("\n\n").filter_map(package_name)
 }
 
 fn write_files(target: &Path, files: &[Planned]) -> anyhow::Result<()> {
@@ -388,6 +401,16 @@ mod tests {
         for name in ["a", "my-plugin-2", &"b".repeat(64)] {
             check_name(name).unwrap();
         }
+    }
+
+    #[test]
+    fn refuses_rust_names_of_dependencies() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = scaffold(Lang::Rust, PluginKind::Trigger, "wit-bindgen", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clash"), "{err}");
+        scaffold(Lang::C, PluginKind::Trigger, "wit-bindgen", dir.path()).unwrap();
     }
 
     #[test]
@@ -466,9 +489,9 @@ mod tests {
 
     #[test]
     fn cargo_lock_keeps_cargo_order() {
-        let template = include_str!("../../templates/rust/Cargo.lock.tmpl");
-        for name in ["aaa", "my-plugin", "serde", "zzz"] {
-            let lock = cargo_lock(template, name);
+        assert!(lock_packages(CARGO_LOCK).any(|p| p == "wit-bindgen"));
+        for name in ["aaa", "my-plugin", "serde-x", "zzz"] {
+            let lock = cargo_lock(CARGO_LOCK, name);
             let names: Vec<&str> = lock
                 .lines()
                 .filter_map(|l| l.strip_prefix("name = \""))

@@ -514,7 +514,7 @@ impl CallOutput for bindings::base::switchyard::plugin::types::PluginInfo {
     }
 }
 
-impl CallOutput for bindings::agent::exports::switchyard::plugin::agent_api::TurnResult {
+impl CallOutput for bindings::agent::switchyard::plugin::agent_types::TurnResult {
     fn output_bytes(&self) -> usize {
         self.text.len()
     }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::bindings::agent::exports::switchyard::plugin::agent_api as wit_agent;
+use super::bindings::agent::switchyard::plugin::agent_types as wit_agent;
 use super::bindings::agent::switchyard::plugin::turn_events as wit_turn;
 use super::bindings::base::switchyard::plugin::types as wit_types;
 use super::bindings::connector::exports::switchyard::plugin::connector_api as wit_connector;

@@ -14,9 +14,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use exports::switchyard::plugin::agent_api::{
-    Guest, PluginInfo, StopReason, TurnRequest, TurnResult,
-};
+use exports::switchyard::plugin::agent_api::{Guest, PluginInfo};
+use switchyard::plugin::agent_types::{StopReason, TurnRequest, TurnResult};
 use switchyard::plugin::config;
 use switchyard::plugin::turn_events::{self, TurnEvent};
 
