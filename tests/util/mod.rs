@@ -60,6 +60,7 @@ pub struct Server {
     pub data_dir: tempfile::TempDir,
     pub plugins_dir: PathBuf,
     plugins_root: tempfile::TempDir,
+    envs: Vec<(String, Option<String>)>,
     http: reqwest::Client,
 }
 
@@ -72,25 +73,46 @@ impl Server {
         for name in plugins {
             install_plugin(&plugins_dir, name);
         }
-        Self::launch(plugins_root, tempfile::tempdir().unwrap()).await
+        Self::launch(plugins_root, tempfile::tempdir().unwrap(), Vec::new()).await
+    }
+
+    /// Like [`Server::start`], with environment variables set (`Some`) or removed
+    /// (`None`) for the server process; a restart keeps them.
+    pub async fn start_with_env(plugins: &[&str], envs: &[(&str, Option<&str>)]) -> Server {
+        let plugins_root = tempfile::tempdir().unwrap();
+        let plugins_dir = plugins_root.path().join("plugins");
+        std::fs::create_dir_all(&plugins_dir).unwrap();
+        for name in plugins {
+            install_plugin(&plugins_dir, name);
+        }
+        let envs = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_owned)))
+            .collect();
+        Self::launch(plugins_root, tempfile::tempdir().unwrap(), envs).await
     }
 
     /// Kill with SIGKILL (no shutdown at all) and start again on the same data.
     pub async fn kill_and_restart(mut self) -> Server {
         self.child.0.kill().unwrap();
         self.child.0.wait().unwrap();
-        Self::launch(self.plugins_root, self.data_dir).await
+        Self::launch(self.plugins_root, self.data_dir, self.envs).await
     }
 
     /// Stop with SIGTERM and start again on the same data and plugins.
     pub async fn restart(mut self) -> Server {
         assert!(self.child.terminate().success());
-        Self::launch(self.plugins_root, self.data_dir).await
+        Self::launch(self.plugins_root, self.data_dir, self.envs).await
     }
 
-    async fn launch(plugins_root: tempfile::TempDir, data_dir: tempfile::TempDir) -> Server {
+    async fn launch(
+        plugins_root: tempfile::TempDir,
+        data_dir: tempfile::TempDir,
+        envs: Vec<(String, Option<String>)>,
+    ) -> Server {
         let plugins_dir = plugins_root.path().join("plugins");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .arg("--data-dir")
@@ -103,9 +125,14 @@ impl Server {
             .arg(shared_cache())
             .env("SWITCHYARD_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start switchyard");
+            .stderr(Stdio::inherit());
+        for (name, value) in &envs {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let mut child = command.spawn().expect("start switchyard");
         let stdout = child.stdout.take().unwrap();
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
@@ -123,6 +150,7 @@ impl Server {
             data_dir,
             plugins_dir,
             plugins_root,
+            envs,
             http: reqwest::Client::new(),
         };
         server.wait_ready(Duration::from_secs(120)).await;
