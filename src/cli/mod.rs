@@ -1,9 +1,12 @@
 //! The command line: `serve`, and verbs per part that talk to a running server (found by
 //! `--server` / `SWITCHYARD_URL`) or work offline where that makes sense.
 
+mod bus;
 mod client;
 mod plugin;
 mod scaffold;
+mod session;
+mod sse;
 
 use std::process::ExitCode;
 
@@ -44,6 +47,12 @@ enum Command {
     /// Inspect, check, call and scaffold plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Send messages to sessions, follow their turns, inspect and manage them.
+    #[command(subcommand)]
+    Session(session::SessionCommand),
+    /// Publish events on the bus and follow it.
+    #[command(subcommand)]
+    Bus(bus::BusCommand),
 }
 
 /// Entry point of the binary.
@@ -64,6 +73,8 @@ pub fn main() -> ExitCode {
                 crate::server::serve(config).await
             }
             Command::Plugin(cmd) => plugin::run(cmd).await,
+            Command::Session(cmd) => session::run(cmd).await,
+            Command::Bus(cmd) => bus::run(cmd).await,
         }
     });
     match result {

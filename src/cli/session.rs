@@ -1,0 +1,880 @@
+//! `switchyard session send|list|show|history|abort|reset|delete`.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use super::client::{Client, ServerArgs, encode, status_of};
+use super::sse::{Resumable, interrupted};
+
+#[derive(clap::Subcommand)]
+pub enum SessionCommand {
+    /// Queue a message for a session; with --follow, stream the turn that answers it.
+    ///
+    /// A session that does not exist is created first (with --adapter, or the server's
+    /// default adapter); --no-create refuses instead. Without --follow it prints the
+    /// message id and its place in the queue. With --follow it prints the reply as it
+    /// streams and exits when the turn ends: 0 when it is done, 1 when it failed, was
+    /// aborted or interrupted, 130 on Ctrl-C (which aborts the turn once it runs).
+    Send {
+        /// Session key.
+        key: String,
+        /// The message; `-` reads it from stdin.
+        text: String,
+        /// Stream the turn to the terminal and wait for it to finish.
+        #[arg(long, short)]
+        follow: bool,
+        /// Create the session when it does not exist (the default).
+        #[arg(long, overrides_with = "no_create")]
+        create: bool,
+        /// Fail when the session does not exist instead of creating it.
+        #[arg(long, overrides_with = "create")]
+        no_create: bool,
+        /// Adapter for a session created here (ignored, with a warning, when the
+        /// session exists with another adapter).
+        #[arg(long)]
+        adapter: Option<String>,
+        /// Print the server's answer as JSON; with --follow, each event of the turn as
+        /// one JSON line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List sessions, in key order.
+    List {
+        /// At most this many sessions (pages through the server's list as needed).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print the sessions as a JSON array.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show one session: adapter, queue, the message being processed.
+    Show {
+        /// Session key.
+        key: String,
+        /// Print the session as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Print a session's messages and replies, oldest first.
+    History {
+        /// Session key.
+        key: String,
+        /// The last N messages.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print the messages as a JSON array.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Abort the running turn (queued messages stay queued).
+    Abort {
+        /// Session key.
+        key: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop the running turn and drop the queue and the history.
+    Reset {
+        /// Session key.
+        key: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Delete a session and everything it holds.
+    Delete {
+        /// Session key.
+        key: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+pub async fn run(cmd: SessionCommand) -> anyhow::Result<()> {
+    match cmd {
+        SessionCommand::Send {
+            key,
+            text,
+            follow,
+            create: _,
+            no_create,
+            adapter,
+            json,
+            server,
+        } => {
+            let client = Client::new(&server);
+            let text = if text == "-" {
+                std::io::read_to_string(std::io::stdin()).context("cannot read stdin")?
+            } else {
+                text
+            };
+            let send = Sender {
+                client: &client,
+                key: &key,
+                create: !no_create,
+                adapter: adapter.as_deref(),
+            };
+            if follow {
+                return send.follow(text, json).await;
+            }
+            let queued = send.enqueue(&text).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&queued)?);
+            } else {
+                println!(
+                    "queued {} at position {}",
+                    queued["id"].as_str().unwrap_or("?"),
+                    queued["position"]
+                );
+            }
+            Ok(())
+        }
+        SessionCommand::List {
+            limit,
+            json,
+            server,
+        } => {
+            let client = Client::new(&server);
+            let (sessions, more) = list(&client, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sessions)?);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = sessions
+                .iter()
+                .map(|s| {
+                    vec![
+                        cell(&s["key"]),
+                        cell(&s["adapter"]),
+                        cell(&s["queue_depth"]),
+                        yes_no(&s["processing"]).into(),
+                        cell(&s["updated_at"]),
+                        one_line(s["last_message_preview"].as_str().unwrap_or(""), 60),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "KEY",
+                    "ADAPTER",
+                    "QUEUED",
+                    "PROCESSING",
+                    "UPDATED",
+                    "LAST MESSAGE",
+                ],
+                &rows,
+            );
+            if more {
+                eprintln!("(more sessions than --limit {limit})");
+            }
+            Ok(())
+        }
+        SessionCommand::Show { key, json, server } => {
+            let s = Client::new(&server)
+                .get(&format!("/v1/sessions/{}", encode(&key)))
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                return Ok(());
+            }
+            let processing = match s["current_message"].as_str() {
+                Some(id) => format!("yes (message {id})"),
+                None => yes_no(&s["processing"]).into(),
+            };
+            let fields = [
+                ("key", cell(&s["key"])),
+                ("id", cell(&s["id"])),
+                ("adapter", cell(&s["adapter"])),
+                ("config", s["config"].to_string()),
+                ("queued", cell(&s["queue_depth"])),
+                ("processing", processing),
+                ("in memory", yes_no(&s["in_memory"]).into()),
+                ("created", cell(&s["created_at"])),
+                ("updated", cell(&s["updated_at"])),
+                (
+                    "last message",
+                    one_line(s["last_message_preview"].as_str().unwrap_or("-"), 200),
+                ),
+            ];
+            for (name, value) in fields {
+                println!("{:<13} {value}", format!("{name}:"));
+            }
+            Ok(())
+        }
+        SessionCommand::History {
+            key,
+            limit,
+            json,
+            server,
+        } => {
+            let body = Client::new(&server)
+                .get(&format!(
+                    "/v1/sessions/{}/history?limit={limit}",
+                    encode(&key)
+                ))
+                .await?;
+            let messages = body["messages"].as_array().cloned().unwrap_or_default();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&messages)?);
+                return Ok(());
+            }
+            for m in &messages {
+                let mut head = format!("{}  {}", cell(&m["created_at"]), cell(&m["role"]));
+                match m["status"].as_str() {
+                    Some("done") | None => {}
+                    Some(status) => head.push_str(&format!(" ({status})")),
+                }
+                let body = m["text"].as_str().unwrap_or("");
+                let mut lines = body.lines();
+                println!("{head}: {}", lines.next().unwrap_or(""));
+                for line in lines {
+                    println!("    {line}");
+                }
+                if let Some(error) = m["error"].as_str() {
+                    println!("    error: {error}");
+                }
+            }
+            Ok(())
+        }
+        SessionCommand::Abort { key, server } => {
+            let body = Client::new(&server)
+                .post(&format!("/v1/sessions/{}/abort", encode(&key)), &json!({}))
+                .await?;
+            if body["aborted"] == true {
+                println!("aborted the running turn of session {key}");
+            } else {
+                println!("session {key} has no running turn");
+            }
+            Ok(())
+        }
+        SessionCommand::Reset { key, server } => {
+            let body = Client::new(&server)
+                .post(&format!("/v1/sessions/{}/reset", encode(&key)), &json!({}))
+                .await?;
+            println!(
+                "reset session {key}: history cleared, {} queued message(s) dropped",
+                body["dropped_messages"]
+            );
+            Ok(())
+        }
+        SessionCommand::Delete { key, server } => {
+            Client::new(&server)
+                .delete(&format!("/v1/sessions/{}", encode(&key)))
+                .await?;
+            println!("deleted session {key}");
+            Ok(())
+        }
+    }
+}
+
+/// Up to `limit` sessions, following the server's `next` cursor; and whether more
+/// exist.
+async fn list(client: &Client, limit: usize) -> anyhow::Result<(Vec<Value>, bool)> {
+    const PAGE: usize = 500;
+    let mut sessions: Vec<Value> = Vec::new();
+    let mut after: Option<String> = None;
+    while sessions.len() < limit {
+        let page = (limit - sessions.len()).min(PAGE);
+        let mut path = format!("/v1/sessions?limit={page}");
+        if let Some(a) = &after {
+            path.push_str(&format!("&after={}", encode(a)));
+        }
+        let body = client.get(&path).await?;
+        sessions.extend(body["sessions"].as_array().cloned().unwrap_or_default());
+        match body["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => return Ok((sessions, false)),
+        }
+    }
+    // A full last page: ask whether anything follows, so the table can say so.
+    let more = match &after {
+        Some(a) => {
+            let body = client
+                .get(&format!("/v1/sessions?limit=1&after={}", encode(a)))
+                .await?;
+            body["sessions"].as_array().is_some_and(|s| !s.is_empty())
+        }
+        None => false,
+    };
+    Ok((sessions, more))
+}
+
+/// `session send`: what it needs to find or create the session.
+struct Sender<'a> {
+    client: &'a Client,
+    key: &'a str,
+    create: bool,
+    adapter: Option<&'a str>,
+}
+
+impl Sender<'_> {
+    fn messages_path(&self) -> String {
+        format!("/v1/sessions/{}/messages", encode(self.key))
+    }
+
+    /// POST the message, creating the session first when it is missing.
+    async fn enqueue(&self, text: &str) -> anyhow::Result<Value> {
+        let body = json!({ "text": text });
+        if self.adapter.is_some() {
+            // Say so when the session exists with another adapter.
+            match self
+                .client
+                .get(&format!("/v1/sessions/{}", encode(self.key)))
+                .await
+            {
+                Ok(snapshot) => self.check_adapter(&snapshot),
+                Err(e) if self.create && status_of(&e) == Some(404) => {
+                    self.create_session().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match self.client.post(&self.messages_path(), &body).await {
+            Err(e) if self.create && status_of(&e) == Some(404) => {
+                self.create_session().await?;
+                self.client.post(&self.messages_path(), &body).await
+            }
+            other => other,
+        }
+    }
+
+    /// Create the session (a concurrent creator winning the race is fine).
+    async fn create_session(&self) -> anyhow::Result<()> {
+        let mut body = json!({ "key": self.key });
+        if let Some(a) = self.adapter {
+            body["adapter"] = json!(a);
+        }
+        match self.client.post("/v1/sessions", &body).await {
+            Ok(s) => {
+                eprintln!(
+                    "created session {} (adapter {})",
+                    self.key,
+                    cell(&s["adapter"])
+                );
+                Ok(())
+            }
+            Err(e) if status_of(&e) == Some(409) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn check_adapter(&self, snapshot: &Value) {
+        if let Some(wanted) = self.adapter
+            && let Some(actual) = snapshot["adapter"].as_str()
+            && actual != wanted
+        {
+            eprintln!(
+                "warning: session {} exists with adapter {actual}; --adapter {wanted} only applies when creating one",
+                self.key
+            );
+        }
+    }
+
+    /// Open the session's event stream, send the message, print its turn.
+    async fn follow(&self, text: String, json: bool) -> anyhow::Result<()> {
+        let mut interrupt = interrupted();
+        let path = format!("/v1/sessions/{}/events", encode(self.key));
+        let mut events = match Resumable::connect(self.client, path.clone(), "session").await {
+            Err(e) if self.create && status_of(&e) == Some(404) => {
+                self.create_session().await?;
+                Resumable::connect(self.client, path, "session").await?
+            }
+            other => other?,
+        };
+        // The stream opens with a snapshot: from here on, nothing of the session is missed.
+        let first = events.next().await?;
+        if first.event.as_deref() != Some("snapshot") {
+            bail!(
+                "the session's event stream did not start with a snapshot (got {:?})",
+                first.event
+            );
+        }
+        if let Ok(snapshot) = serde_json::from_str::<Value>(&first.data) {
+            self.check_adapter(&snapshot);
+        }
+        let queued = self
+            .client
+            .post(&self.messages_path(), &json!({ "text": text }))
+            .await?;
+        let message_id = queued["id"]
+            .as_str()
+            .context("the server's answer has no message id")?
+            .to_owned();
+        if let Some(position) = queued["position"].as_u64()
+            && position > 1
+        {
+            eprintln!(
+                "message {message_id} is number {position} in the queue; waiting for its turn"
+            );
+        }
+        let mut turn = TurnPrinter::new(message_id, json);
+        loop {
+            tokio::select! {
+                Ok(()) = &mut interrupt => {
+                    turn.end_line();
+                    if turn.started {
+                        let aborted = self
+                            .client
+                            .post(&format!("/v1/sessions/{}/abort", encode(self.key)), &json!({}))
+                            .await;
+                        match aborted {
+                            Ok(_) => eprintln!("interrupted: aborted the turn"),
+                            Err(e) => eprintln!("interrupted: could not abort the turn: {e:#}"),
+                        }
+                    } else {
+                        eprintln!(
+                            "interrupted: message {} is still queued and will run; `switchyard session abort {}` stops it once it starts",
+                            turn.message_id, self.key
+                        );
+                    }
+                    let _ = std::io::stdout().flush();
+                    std::process::exit(130);
+                }
+                msg = events.next() => {
+                    let msg = msg?;
+                    if msg.event.as_deref() == Some("snapshot") {
+                        continue; // a reconnect's fresh snapshot
+                    }
+                    let event: Value = match serde_json::from_str(&msg.data) {
+                        Ok(v) => v,
+                        Err(_) => continue,
+                    };
+                    if let Some(result) = turn.handle(msg.event.as_deref().unwrap_or(""), &event) {
+                        return result;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Prints one turn's events as they arrive and decides when it is over.
+struct TurnPrinter<W: Write = std::io::Stdout> {
+    out: W,
+    message_id: String,
+    json: bool,
+    /// Decorate (dim reasoning and tool lines) only when stdout is a terminal.
+    tty: bool,
+    started: bool,
+    /// Reply text printed so far (deltas or a complete message).
+    printed_text: bool,
+    /// The cursor is at the start of a line.
+    at_line_start: bool,
+    in_reasoning: bool,
+    tools: HashMap<String, String>,
+}
+
+const DIM: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+
+impl TurnPrinter {
+    fn new(message_id: String, json: bool) -> Self {
+        let tty = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        TurnPrinter::with_output(std::io::stdout(), message_id, json, tty)
+    }
+}
+
+impl<W: Write> TurnPrinter<W> {
+    fn with_output(out: W, message_id: String, json: bool, tty: bool) -> Self {
+        Self {
+            out,
+            message_id,
+            json,
+            tty,
+            started: false,
+            printed_text: false,
+            at_line_start: true,
+            in_reasoning: false,
+            tools: HashMap::new(),
+        }
+    }
+
+    /// Handle one bus event of the session; `Some(result)` when the command is done.
+    fn handle(&mut self, sse_type: &str, event: &Value) -> Option<anyhow::Result<()>> {
+        let kind = event["type"]
+            .as_str()
+            .unwrap_or(sse_type)
+            .strip_prefix("switchyard.session.")
+            .unwrap_or("")
+            .to_owned();
+        let data = &event["data"];
+        match kind.as_str() {
+            // Events of the whole session that end our wait.
+            "reset" | "deleted" => {
+                self.end_line();
+                if self.json {
+                    self.print(&format!("{event}\n"));
+                }
+                let what = if kind == "reset" { "reset" } else { "deleted" };
+                return Some(Err(anyhow::anyhow!(
+                    "the session was {what} before the turn of message {} finished",
+                    self.message_id
+                )));
+            }
+            _ if data["message_id"].as_str() != Some(self.message_id.as_str()) => return None,
+            _ => {}
+        }
+        if self.json {
+            self.print(&format!("{event}\n"));
+        }
+        match kind.as_str() {
+            "turn.started" => self.started = true,
+            "turn.text_delta" if !self.json => {
+                self.leave_reasoning();
+                self.print(data["text"].as_str().unwrap_or(""));
+                self.printed_text = true;
+            }
+            "turn.reasoning_delta" if !self.json => {
+                if !self.in_reasoning {
+                    self.start_line();
+                    self.in_reasoning = true;
+                }
+                let text = data["text"].as_str().unwrap_or("");
+                if self.tty {
+                    self.print(&format!("{DIM}{text}{RESET}"));
+                } else {
+                    self.print(text);
+                }
+            }
+            "turn.tool_start" if !self.json => {
+                let name = data["name"].as_str().unwrap_or("?").to_owned();
+                if let Some(id) = data["id"].as_str() {
+                    self.tools.insert(id.to_owned(), name.clone());
+                }
+                self.line(&format!(
+                    "[tool {name}] {}",
+                    one_line(&compact(&data["input"]), 200)
+                ));
+            }
+            "turn.tool_end" if !self.json => {
+                let name = data["id"]
+                    .as_str()
+                    .and_then(|id| self.tools.get(id))
+                    .cloned()
+                    .unwrap_or_else(|| "?".into());
+                let outcome = if data["is_error"] == true {
+                    "error"
+                } else {
+                    "done"
+                };
+                self.line(&format!(
+                    "[tool {name} {outcome}] {}",
+                    one_line(&compact(&data["output"]), 200)
+                ));
+            }
+            // Adapters that do not stream deltas still get their reply shown.
+            "turn.message_complete" if !self.json && !self.printed_text => {
+                self.leave_reasoning();
+                self.print(data["text"].as_str().unwrap_or(""));
+                self.printed_text = true;
+            }
+            "turn.error" if !self.json => {
+                self.end_line();
+                eprintln!(
+                    "adapter error: {}",
+                    data["message"].as_str().unwrap_or("(no message)")
+                );
+            }
+            "turn.finished" => {
+                if !self.json && !self.printed_text {
+                    self.leave_reasoning();
+                    if let Some(text) = data["text"].as_str() {
+                        self.print(text);
+                    }
+                }
+                self.end_line();
+                let status = data["status"].as_str().unwrap_or("unknown");
+                let error = data["error"]
+                    .as_str()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                return Some(match status {
+                    "done" => Ok(()),
+                    "failed" => Err(anyhow::anyhow!("the turn failed{error}")),
+                    "aborted" => Err(anyhow::anyhow!("the turn was aborted{error}")),
+                    other => Err(anyhow::anyhow!("the turn ended as {other}{error}")),
+                });
+            }
+            "turn.interrupted" => {
+                self.end_line();
+                let reason = data["reason"]
+                    .as_str()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                return Some(Err(anyhow::anyhow!(
+                    "the turn was interrupted (the server restarted){reason}"
+                )));
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn print(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        let _ = self.out.write_all(text.as_bytes());
+        let _ = self.out.flush();
+        self.at_line_start = text.ends_with('\n') || text.ends_with(&format!("\n{RESET}"));
+    }
+
+    /// Print `text` on a line of its own.
+    fn line(&mut self, text: &str) {
+        self.leave_reasoning();
+        self.start_line();
+        if self.tty {
+            self.print(&format!("{DIM}{text}{RESET}\n"));
+        } else {
+            self.print(&format!("{text}\n"));
+        }
+    }
+
+    fn leave_reasoning(&mut self) {
+        if self.in_reasoning {
+            self.in_reasoning = false;
+            self.start_line();
+        }
+    }
+
+    fn start_line(&mut self) {
+        if !self.at_line_start {
+            self.print("\n");
+        }
+    }
+
+    /// Finish a partly printed line (before exiting or writing to stderr).
+    fn end_line(&mut self) {
+        self.in_reasoning = false;
+        self.start_line();
+    }
+}
+
+fn compact(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `text` on one line, cut at `max` characters.
+fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn yes_no(v: &Value) -> &'static str {
+    if v == &Value::Bool(true) { "yes" } else { "no" }
+}
+
+/// Columns padded to their widest cell; the last column is not padded.
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(widths.iter().copied())
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i == last {
+                    c.to_string()
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        tty: bool,
+        json: bool,
+        events: &[(&str, Value)],
+    ) -> (String, Option<anyhow::Result<()>>) {
+        let mut printer = TurnPrinter::with_output(Vec::new(), "m1".into(), json, tty);
+        let mut outcome = None;
+        for (kind, data) in events {
+            let event = json!({ "type": format!("switchyard.session.{kind}"), "data": data });
+            if let Some(done) = printer.handle("", &event) {
+                outcome = Some(done);
+                break;
+            }
+        }
+        (String::from_utf8(printer.out).unwrap(), outcome)
+    }
+
+    fn turn() -> Vec<(&'static str, Value)> {
+        vec![
+            ("turn.started", json!({ "message_id": "m1" })),
+            (
+                "turn.text_delta",
+                json!({ "message_id": "other", "text": "NOT MINE" }),
+            ),
+            (
+                "turn.reasoning_delta",
+                json!({ "message_id": "m1", "text": "let me think" }),
+            ),
+            (
+                "turn.text_delta",
+                json!({ "message_id": "m1", "text": "Looking " }),
+            ),
+            (
+                "turn.tool_start",
+                json!({ "message_id": "m1", "id": "t1", "name": "grep", "input": { "q": "x" } }),
+            ),
+            (
+                "turn.tool_end",
+                json!({ "message_id": "m1", "id": "t1", "output": "3 hits\nmore", "is_error": false }),
+            ),
+            (
+                "turn.text_delta",
+                json!({ "message_id": "m1", "text": "found it." }),
+            ),
+            (
+                "turn.message_complete",
+                json!({ "message_id": "m1", "text": "Looking found it." }),
+            ),
+            (
+                "turn.finished",
+                json!({ "message_id": "m1", "status": "done", "text": "Looking found it." }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_turn_prints_plain_when_not_a_terminal() {
+        let (out, outcome) = run(false, false, &turn());
+        assert_eq!(
+            out,
+            "let me think\nLooking \n[tool grep] {\"q\":\"x\"}\n[tool grep done] 3 hits more\nfound it.\n"
+        );
+        assert!(outcome.unwrap().is_ok());
+    }
+
+    #[test]
+    fn reasoning_and_tools_are_dimmed_on_a_terminal() {
+        let (out, _) = run(true, false, &turn());
+        assert!(
+            out.starts_with(&format!(
+                "{DIM}let me think{RESET}\nLooking \n{DIM}[tool grep]"
+            )),
+            "{out:?}"
+        );
+        assert!(out.ends_with("found it.\n"), "{out:?}");
+    }
+
+    #[test]
+    fn json_prints_only_this_messages_events() {
+        let (out, outcome) = run(false, true, &turn());
+        assert_eq!(out.lines().count(), 8, "{out}");
+        assert!(!out.contains("NOT MINE"));
+        assert!(outcome.unwrap().is_ok());
+    }
+
+    #[test]
+    fn failures_and_replies_without_deltas() {
+        let (out, outcome) = run(
+            false,
+            false,
+            &[
+                (
+                    "turn.text_delta",
+                    json!({ "message_id": "m1", "text": "half" }),
+                ),
+                (
+                    "turn.finished",
+                    json!({ "message_id": "m1", "status": "aborted", "text": "half" }),
+                ),
+            ],
+        );
+        assert_eq!(out, "half\n");
+        assert_eq!(
+            outcome.unwrap().unwrap_err().to_string(),
+            "the turn was aborted"
+        );
+        let (out, outcome) = run(
+            false,
+            false,
+            &[(
+                "turn.finished",
+                json!({ "message_id": "m1", "status": "failed", "error": "boom" }),
+            )],
+        );
+        assert_eq!(out, "");
+        assert_eq!(
+            outcome.unwrap().unwrap_err().to_string(),
+            "the turn failed: boom"
+        );
+        let (out, outcome) = run(
+            false,
+            false,
+            &[(
+                "turn.finished",
+                json!({ "message_id": "m1", "status": "done", "text": "whole reply" }),
+            )],
+        );
+        assert_eq!(out, "whole reply\n");
+        assert!(outcome.unwrap().is_ok());
+        let (_, outcome) = run(false, false, &[("reset", json!({ "dropped_messages": 1 }))]);
+        assert!(
+            outcome
+                .unwrap()
+                .unwrap_err()
+                .to_string()
+                .contains("was reset")
+        );
+        let (_, outcome) = run(
+            false,
+            false,
+            &[("turn.interrupted", json!({ "message_id": "m1" }))],
+        );
+        assert!(
+            outcome
+                .unwrap()
+                .unwrap_err()
+                .to_string()
+                .contains("interrupted")
+        );
+    }
+}
