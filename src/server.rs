@@ -66,6 +66,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     tokio::spawn(crate::bus::retention::run(bus.clone(), config.bus.clone()));
     let ready = Arc::new(AtomicBool::new(false));
+    let shutdown = tokio_util::sync::CancellationToken::new();
     let loader = tokio::spawn(start_up(
         plugins.clone(),
         sessions.clone(),
@@ -80,9 +81,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         sessions: sessions.clone(),
         ready,
         plugins_dir: config.plugins_dir.clone(),
+        shutdown: shutdown.clone(),
     });
+    let stop = shutdown.clone();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            stop.cancel();
+        })
         .await?;
 
     tracing::info!(

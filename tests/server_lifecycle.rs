@@ -49,3 +49,29 @@ async fn probes_and_graceful_shutdown_finish_calls_in_flight() {
     assert!(elapsed >= Duration::from_millis(700), "{elapsed:?}");
     assert!(exit.success(), "exit status {exit:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_event_streams_do_not_block_shutdown() {
+    let server = Server::start(&["echo-agent"]).await;
+    server.post("/v1/sessions", &json!({ "key": "s" })).await;
+    let mut bus = util::SseStream::connect(&format!("{}/v1/events", server.url), None).await;
+    let mut session =
+        util::SseStream::connect(&format!("{}/v1/sessions/s/events", server.url), None).await;
+    assert!(
+        session.next(Duration::from_secs(5)).await.is_some(),
+        "snapshot"
+    );
+    let started = Instant::now();
+    let exit = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    // Both streams end (the client would resume from its last id).
+    assert!(bus.next(Duration::from_secs(5)).await.is_none());
+    assert!(session.next(Duration::from_secs(5)).await.is_none());
+}

@@ -13,7 +13,7 @@ use std::convert::Infallible;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use serde::Deserialize;
@@ -75,9 +75,7 @@ pub async fn chat(
     let (message, _) = state.sessions.enqueue(&key, text).await?;
 
     let stream = chunks(subscription, message.id);
-    let mut response = Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response();
+    let mut response = super::sse(&state, stream).into_response();
     let headers = response.headers_mut();
     headers.insert(
         "x-vercel-ai-ui-message-stream",

@@ -6,11 +6,10 @@
 //! event as JSON in `data:`. Without a cursor the stream starts now.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::sse::{Event as SseEvent, Sse};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::Stream;
@@ -126,5 +125,5 @@ async fn follow(
             }
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(super::sse(&state, stream))
 }

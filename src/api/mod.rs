@@ -31,6 +31,29 @@ pub struct AppState {
     /// Set once the initial plugin scan finished.
     pub ready: Arc<AtomicBool>,
     pub plugins_dir: std::path::PathBuf,
+    /// Cancelled when shutdown begins: long-lived responses (SSE) end then, so that
+    /// graceful shutdown does not wait on them forever.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+/// Serve `stream` as Server-Sent Events: with keep-alive comments, and ending when the
+/// server shuts down (the client resumes from its last event id).
+pub fn sse<S>(
+    state: &AppState,
+    stream: S,
+) -> axum::response::sse::Sse<
+    impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>> + use<S>,
+>
+where
+    S: futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>
+        + Send
+        + 'static,
+{
+    use futures::StreamExt;
+    let shutdown = state.shutdown.clone().cancelled_owned();
+    axum::response::sse::Sse::new(stream.take_until(shutdown)).keep_alive(
+        axum::response::sse::KeepAlive::new().interval(std::time::Duration::from_secs(15)),
+    )
 }
 
 pub fn router(state: AppState) -> Router {

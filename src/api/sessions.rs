@@ -2,11 +2,10 @@
 //! steer and reset turns; read history; follow a session's events as SSE.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::sse::{Event as SseEvent, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::Stream;
@@ -221,5 +220,5 @@ async fn events(
         }
     });
     use futures::StreamExt;
-    Ok(Sse::new(head.chain(tail)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(super::sse(&state, head.chain(tail)))
 }
