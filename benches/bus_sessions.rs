@@ -1,0 +1,521 @@
+//! Bus and sessions benchmark (a bench binary: `cargo bench --bench bus_sessions`).
+//!
+//! Each figure is measured next to its baseline in the same run, on the same machine:
+//! - durable publish throughput: Switchyard `POST /v1/events` (acknowledged after the
+//!   group commit) vs NATS JetStream (file storage, publish acknowledged by the server),
+//!   same payload, same number of concurrent publishers;
+//! - publish → subscriber latency at a paced 10,000 events/s: Switchyard SSE vs a
+//!   JetStream push consumer;
+//! - session turns per second over HTTP (`POST /v1/sessions/{key}/chat` through the
+//!   echo-agent component, the whole turn streamed back) vs requests per second of an
+//!   axum hello-world, same client and concurrency;
+//! - heap held by an idle session whose worker is still in memory, and after it left.
+//!
+//! Needs `nats-server` on PATH (Debian package `nats-server`) and the plugins built
+//! (`plugins/build-all.sh`). Prints Markdown.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::json;
+
+/// Counts live heap bytes, for the per-session memory figure.
+struct CountingAlloc;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+            LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+const PUBLISHERS: usize = 32;
+const PUBLISH_TOTAL: usize = 40_000;
+const PAYLOAD: usize = 256;
+const RATE: u64 = 10_000;
+const LATENCY_SECONDS: u64 = 5;
+const TURN_CLIENTS: usize = 16;
+const TURNS: usize = 4_000;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `switchyard serve` (this build, release) with echo-agent on a temp data dir.
+async fn start_switchyard(dir: &std::path::Path) -> (Proc, String) {
+    let plugins = dir.join("plugins/echo-agent");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for f in ["plugin.toml", "echo-agent.wasm"] {
+        std::fs::copy(repo().join("plugins/echo-agent").join(f), plugins.join(f)).unwrap();
+    }
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--plugins")
+        .arg(dir.join("plugins"))
+        .env("SWITCHYARD_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start switchyard");
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    while !http
+        .get(format!("{url}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "switchyard did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (Proc(child), url)
+}
+
+/// Start nats-server with JetStream file storage in `dir`.
+async fn start_nats(dir: &std::path::Path) -> (Proc, String) {
+    let port = free_port();
+    let child = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server on PATH (apt-get install nats-server)");
+    let url = format!("nats://127.0.0.1:{port}");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nats-server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (Proc(child), url)
+}
+
+fn payload(i: usize) -> serde_json::Value {
+    json!({ "i": i, "pad": "x".repeat(PAYLOAD) })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Run `total` jobs over `workers` concurrent tasks; returns jobs per second.
+async fn throughput<F, Fut>(workers: usize, total: usize, job: F) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let job = Arc::new(job);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (job, next) = (job.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return;
+                }
+                job(i).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sy, sy_url) = start_switchyard(dir.path()).await;
+    let (_nats, nats_url) = start_nats(&dir.path().join("nats")).await;
+    let nats = async_nats::connect(&nats_url).await.unwrap();
+    let js = async_nats::jetstream::new(nats.clone());
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "BENCH".into(),
+        subjects: vec!["bench.>".into()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+
+    println!(
+        "### Durable publish ({PUBLISHERS} concurrent publishers, {PUBLISH_TOTAL} events of ~{PAYLOAD} B, each acknowledged)\n"
+    );
+    println!("| system | events/s |");
+    println!("|---|---|");
+    let nats_rate = {
+        let js = js.clone();
+        throughput(PUBLISHERS, PUBLISH_TOTAL, move |i| {
+            let js = js.clone();
+            async move {
+                let body = serde_json::to_vec(&payload(i)).unwrap();
+                js.publish("bench.publish", body.into())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+        })
+        .await
+    };
+    println!("| NATS JetStream 2.9 (file storage), async-nats | {nats_rate:.0} |");
+    let sy_rate = {
+        let (http, url) = (http.clone(), sy_url.clone());
+        throughput(PUBLISHERS, PUBLISH_TOTAL, move |i| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let r = http
+                    .post(format!("{url}/v1/events"))
+                    .json(&json!({ "topic": "bench.publish", "type": "bench", "data": payload(i) }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+            }
+        })
+        .await
+    };
+    println!(
+        "| **Switchyard** `POST /v1/events` (HTTP/1.1, SQLite WAL, group commit) | {sy_rate:.0} |"
+    );
+    println!(
+        "\nratio Switchyard / JetStream: **{:.2}**\n",
+        sy_rate / nats_rate
+    );
+
+    println!(
+        "### Publish → subscriber latency at {RATE} events/s ({LATENCY_SECONDS} s, first second discarded)\n"
+    );
+    println!("| system | p50 | p99 | max | received |");
+    println!("|---|---|---|---|---|");
+    let base = Instant::now();
+    let nats_lat = {
+        let consumer = js
+            .get_stream("BENCH")
+            .await
+            .unwrap()
+            .create_consumer(async_nats::jetstream::consumer::push::OrderedConfig {
+                deliver_subject: nats.new_inbox(),
+                filter_subject: "bench.latency".into(),
+                deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::New,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut messages = consumer.messages().await.unwrap();
+        let receiver = tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while let Ok(Some(Ok(m))) =
+                tokio::time::timeout(Duration::from_secs(2), messages.next()).await
+            {
+                let sent: u64 = std::str::from_utf8(&m.payload).unwrap().parse().unwrap();
+                lat.push(base.elapsed().saturating_sub(Duration::from_nanos(sent)));
+            }
+            lat
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        paced(RATE, LATENCY_SECONDS, |_| {
+            let js = js.clone();
+            async move {
+                let sent = base.elapsed().as_nanos() as u64;
+                js.publish("bench.latency", sent.to_string().into())
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+        receiver.await.unwrap()
+    };
+    report("NATS JetStream push consumer", nats_lat);
+    let sy_lat = {
+        let resp = http
+            .get(format!("{sy_url}/v1/events?topic=bench.latency"))
+            .send()
+            .await
+            .unwrap();
+        let mut body = resp.bytes_stream();
+        let receiver = tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut buf = String::new();
+            while let Ok(Some(Ok(chunk))) =
+                tokio::time::timeout(Duration::from_secs(2), body.next()).await
+            {
+                buf.push_str(std::str::from_utf8(&chunk).unwrap());
+                while let Some(end) = buf.find("\n\n") {
+                    let block: String = buf.drain(..end + 2).collect();
+                    if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                        let e: serde_json::Value = serde_json::from_str(data).unwrap();
+                        let sent = e["data"]["sent"].as_u64().unwrap();
+                        lat.push(base.elapsed().saturating_sub(Duration::from_nanos(sent)));
+                    }
+                }
+            }
+            lat
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        paced(RATE, LATENCY_SECONDS, |_| {
+            let (http, url) = (http.clone(), sy_url.clone());
+            async move {
+                let sent = base.elapsed().as_nanos() as u64;
+                http.post(format!("{url}/v1/events"))
+                    .json(&json!({ "topic": "bench.latency", "type": "bench", "data": { "sent": sent } }))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+        receiver.await.unwrap()
+    };
+    report("**Switchyard** SSE `GET /v1/events`", sy_lat);
+
+    println!(
+        "\n### Session turns over HTTP vs an axum hello-world ({TURN_CLIENTS} concurrent clients)\n"
+    );
+    println!("| measurement | per second |");
+    println!("|---|---|");
+    let hello_port = free_port();
+    let hello = tokio::spawn(async move {
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "Hello, World!" }));
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", hello_port))
+            .await
+            .unwrap();
+        axum::serve(l, app).await.unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let hello_rate = {
+        let http = http.clone();
+        throughput(TURN_CLIENTS, TURNS * 4, move |_| {
+            let http = http.clone();
+            async move {
+                let r = http
+                    .get(format!("http://127.0.0.1:{hello_port}/"))
+                    .send()
+                    .await
+                    .unwrap();
+                r.bytes().await.unwrap();
+            }
+        })
+        .await
+    };
+    hello.abort();
+    println!("| axum hello-world requests | {hello_rate:.0} |");
+    let turns = Arc::new(AtomicU64::new(0));
+    let turn_rate = {
+        let (http, url, turns) = (http.clone(), sy_url.clone(), turns.clone());
+        throughput(TURN_CLIENTS, TURNS, move |i| {
+            let (http, url, turns) = (http.clone(), url.clone(), turns.clone());
+            async move {
+                let key = format!("bench-{}", i % TURN_CLIENTS);
+                let body = json!({ "messages": [{ "id": "m", "role": "user", "parts": [{ "type": "text", "text": "hello world" }] }] });
+                let r = http.post(format!("{url}/v1/sessions/{key}/chat")).json(&body).send().await.unwrap();
+                let text = r.text().await.unwrap();
+                assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+                turns.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .await
+    };
+    println!("| **Switchyard session turns** (`/chat`, echo-agent, streamed) | {turn_rate:.0} |");
+    println!(
+        "\nratio turns / hello-world requests: **{:.2}**\n",
+        turn_rate / hello_rate
+    );
+
+    idle_session_memory().await;
+}
+
+/// Fire `job` at `rate` per second for `seconds`, each on its own task.
+async fn paced<F, Fut>(rate: u64, seconds: u64, job: F)
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..rate * seconds {
+        tokio::time::sleep_until(start + interval * i as u32).await;
+        tasks.push(tokio::spawn(job(i)));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+fn report(name: &str, mut lat: Vec<Duration>) {
+    let skip = (RATE as usize).min(lat.len());
+    let mut lat = lat.split_off(skip);
+    lat.sort();
+    if lat.is_empty() {
+        println!("| {name} | - | - | - | 0 |");
+        return;
+    }
+    println!(
+        "| {name} | {} | {} | {} | {} |",
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99)),
+        ms(*lat.last().unwrap()),
+        lat.len() + skip
+    );
+}
+
+/// Heap held per idle session: in memory (worker waiting) and after it left memory.
+async fn idle_session_memory() {
+    use switchyard::bus::Bus;
+    use switchyard::plugins::{EngineOptions, HostServices, PluginHost};
+    use switchyard::sessions::{Sessions, SessionsConfig};
+    use switchyard::store::Store;
+
+    const N: usize = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins/echo-agent");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for f in ["plugin.toml", "echo-agent.wasm"] {
+        std::fs::copy(repo().join("plugins/echo-agent").join(f), plugins.join(f)).unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let bus = Bus::new(store.clone());
+    let host = Arc::new(
+        PluginHost::new(
+            EngineOptions {
+                concurrent_instances: 16,
+            },
+            dir.path().join("cache"),
+            HostServices {
+                store: Some(store.clone()),
+                bus: Some(bus.clone()),
+                plugin_config: Default::default(),
+            },
+        )
+        .unwrap(),
+    );
+    host.scan(&dir.path().join("plugins")).await;
+    let idle = Duration::from_secs(3);
+    let sessions = Sessions::new(
+        store,
+        bus,
+        host,
+        SessionsConfig {
+            idle_timeout: idle,
+            ..Default::default()
+        },
+    );
+    // Warm up everything that is allocated once (connections, caches, the plugin).
+    sessions
+        .create(Some("warm".into()), None, None)
+        .await
+        .unwrap();
+    sessions.enqueue("warm", "hi".into()).await.unwrap();
+    tokio::time::sleep(idle + Duration::from_secs(1)).await;
+
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    for i in 0..N {
+        let key = format!("idle-{i}");
+        sessions
+            .create(Some(key.clone()), None, None)
+            .await
+            .unwrap();
+        sessions.enqueue(&key, "hello".into()).await.unwrap();
+    }
+    while sessions
+        .snapshot(&format!("idle-{}", N - 1))
+        .await
+        .unwrap()
+        .queue_depth
+        > 0
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resident = sessions.in_memory().await;
+    let with_workers = LIVE_BYTES.load(Ordering::Relaxed);
+    tokio::time::sleep(idle + Duration::from_secs(2)).await;
+    let evicted = LIVE_BYTES.load(Ordering::Relaxed);
+    println!("### Memory of an idle session ({N} sessions, one turn each, live heap bytes)\n");
+    println!("| state | bytes per session |");
+    println!("|---|---|");
+    println!(
+        "| idle, worker still in memory ({resident} resident) | {} |",
+        with_workers.saturating_sub(before) / N
+    );
+    println!(
+        "| **idle, left memory** ({} resident) | {} |",
+        sessions.in_memory().await,
+        evicted.saturating_sub(before) / N
+    );
+}
