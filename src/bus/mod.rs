@@ -90,6 +90,16 @@ impl Bus {
 
     /// Validate, persist, then fan out. Returns the stored event.
     pub async fn publish(&self, event: NewEvent) -> Result<Event, BusError> {
+        self.submit(event)?.await
+    }
+
+    /// Validate and queue the event now; the future resolves once it is committed (and
+    /// fanned out). Events submitted one after another are stored in that order, so a
+    /// producer can keep several in flight and await only the last.
+    pub fn submit(
+        &self,
+        event: NewEvent,
+    ) -> Result<impl Future<Output = Result<Event, BusError>> + Send + use<>, BusError> {
         topic::validate_topic(&event.topic)?;
         if event.event_type.is_empty() {
             return Err(BusError::EmptyType);
@@ -100,7 +110,8 @@ impl Bus {
         }
         // The store fans out right after the commit, in seq order: a live subscriber
         // never sees seq N+1 before N.
-        Ok(self.store.append_event(event, data).await?)
+        let stored = self.store.append_event(event, data);
+        Ok(async move { Ok(stored.await?) })
     }
 
     /// Publish and log instead of failing: for the runtime's own notices, which must

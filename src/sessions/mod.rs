@@ -31,6 +31,9 @@ use crate::store::{MessageRecord, SessionRecord, Store, StoreError};
 
 pub use events::SessionEvent;
 
+/// Turn events in flight to the store at once, per turn.
+const STREAM_WINDOW: usize = 64;
+
 /// Limits and defaults of the sessions part.
 #[derive(Debug, Clone)]
 pub struct SessionsConfig {
@@ -491,9 +494,17 @@ impl Inner {
     async fn work(self: Arc<Self>, active: Arc<Active>) {
         let id = active.record.id.clone();
         loop {
+            let (sid, key) = (id.clone(), active.record.key.clone());
+            let started = move |m: &MessageRecord| {
+                SessionEvent::TurnStarted.event(
+                    &sid,
+                    Some(&key),
+                    json!({ "message_id": m.id, "input": m.text }),
+                )
+            };
             match self
                 .store
-                .take_next_message(&id, self.config.history_limit)
+                .take_next_message(&id, self.config.history_limit, started)
                 .await
             {
                 Ok(Some((message, history))) => self.turn(&active, message, history).await,
@@ -537,13 +548,6 @@ impl Inner {
             control: control.clone(),
             hard_abort: hard_abort.clone(),
         });
-        self.publish(
-            &record.id,
-            Some(&record.key),
-            SessionEvent::TurnStarted,
-            json!({ "message_id": message.id, "input": message.text }),
-        )
-        .await;
 
         let request = TurnRequest {
             session: record.key.clone(),
@@ -565,13 +569,33 @@ impl Inner {
         let call = self
             .plugins
             .run_turn(&record.adapter, &request, events, control.clone());
+        // Stream events are submitted in order without waiting for each commit; at most
+        // STREAM_WINDOW are in flight, so a fast adapter cannot queue without bound.
         let forward = async {
+            let mut in_flight = std::collections::VecDeque::new();
             while let Some(event) = stream.recv().await {
-                let (kind, data) = SessionEvent::from_turn(&event);
-                let mut data = data;
+                let (kind, mut data) = SessionEvent::from_turn(&event);
                 data["message_id"] = json!(message.id);
-                self.publish(&record.id, Some(&record.key), kind, data)
-                    .await;
+                match self
+                    .bus
+                    .submit(kind.event(&record.id, Some(&record.key), data))
+                {
+                    Ok(committed) => in_flight.push_back(committed),
+                    Err(e) => {
+                        tracing::warn!(session = %record.key, error = %e, "turn event refused")
+                    }
+                }
+                if in_flight.len() >= STREAM_WINDOW
+                    && let Some(oldest) = in_flight.pop_front()
+                    && let Err(e) = oldest.await
+                {
+                    tracing::warn!(session = %record.key, error = %e, "turn event not stored");
+                }
+            }
+            for committed in in_flight {
+                if let Err(e) = committed.await {
+                    tracing::warn!(session = %record.key, error = %e, "turn event not stored");
+                }
             }
         };
         let cut_off = async {

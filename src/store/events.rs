@@ -14,20 +14,20 @@ pub(crate) fn insert_event(
 ) -> Result<Event, StoreError> {
     let id = ulid::Ulid::new().to_string();
     let time = crate::time::now_rfc3339();
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO events (id, topic, type, source, subject, time, correlation_id, data)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            id,
-            event.topic,
-            event.event_type,
-            event.source,
-            event.subject,
-            time,
-            event.correlation_id,
-            data
-        ],
-    )?;
+    )?
+    .execute(params![
+        id,
+        event.topic,
+        event.event_type,
+        event.source,
+        event.subject,
+        time,
+        event.correlation_id,
+        data
+    ])?;
     Ok(Event {
         seq: c.last_insert_rowid() as u64,
         id,
@@ -53,14 +53,17 @@ pub(crate) fn record_event(
 }
 
 impl Store {
-    /// Append one event; `data` is its JSON text.
-    pub async fn append_event(&self, event: NewEvent, data: String) -> Result<Event, StoreError> {
+    /// Append one event; `data` is its JSON text. Queued when called, in call order.
+    pub fn append_event(
+        &self,
+        event: NewEvent,
+        data: String,
+    ) -> impl Future<Output = Result<Event, StoreError>> + Send + use<> {
         self.write_events(move |c, out| {
             let e = insert_event(c, event, data)?;
             out.push(e.clone());
             Ok(e)
         })
-        .await
     }
 
     pub async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {

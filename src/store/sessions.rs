@@ -194,15 +194,16 @@ impl Store {
         .await
     }
 
-    /// Take the oldest queued message of a session: mark it `processing` and return it
-    /// with the history before it.
+    /// Take the oldest queued message of a session: mark it `processing`, record the
+    /// event `announce` makes of it, and return it with the history before it.
     pub async fn take_next_message(
         &self,
         session_id: &str,
         history_limit: usize,
+        announce: impl FnOnce(&MessageRecord) -> NewEvent + Send + 'static,
     ) -> Result<Option<(MessageRecord, Vec<MessageRecord>)>, StoreError> {
         let session_id = session_id.to_owned();
-        self.write(move |c| {
+        self.write_events(move |c, events| {
             let next = c
                 .query_row(
                     &format!(
@@ -221,6 +222,7 @@ impl Store {
                 [&next.id],
             )?;
             next.status = "processing".into();
+            record_event(c, announce(&next), events)?;
             let history = history_before(c, &session_id, next.seq, history_limit)?;
             Ok(Some((next, history)))
         })

@@ -75,6 +75,22 @@ impl Writer {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         H: FnOnce(&T) + Send + 'static,
     {
+        self.submit(f, then).await
+    }
+
+    /// Queue the write now, in call order, and return a future for its outcome. Writes
+    /// run and commit in the order they were submitted, so a caller can submit several
+    /// and await only the last.
+    pub fn submit<T, F, H>(
+        &self,
+        f: F,
+        then: H,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send + use<T, F, H>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        H: FnOnce(&T) + Send + 'static,
+    {
         let (answer, answered) = oneshot::channel::<Result<T, StoreError>>();
         let job: Job = Box::new(move |tx| {
             let result = match tx {
@@ -100,8 +116,11 @@ impl Writer {
                 let _ = answer.send(outcome);
             })
         });
-        self.jobs.send(job).map_err(|_| StoreError::WriterStopped)?;
-        answered.await.map_err(|_| StoreError::WriterStopped)?
+        let sent = self.jobs.send(job);
+        async move {
+            sent.map_err(|_| StoreError::WriterStopped)?;
+            answered.await.map_err(|_| StoreError::WriterStopped)?
+        }
     }
 }
 
