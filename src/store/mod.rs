@@ -66,6 +66,37 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
 }
 
+/// How often the WAL is checkpointed into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// WAL frames beyond which a checkpoint may briefly hold writers back so the log can
+/// restart instead of growing (a passive checkpoint never waits, so under constant
+/// reads it may not get to the end).
+const WAL_FRAMES_RESTART: i64 = 100_000;
+
+/// Checkpoint the WAL from a thread of its own until the store is dropped. A passive
+/// checkpoint copies committed pages without blocking the writer or readers; the
+/// automatic checkpoint it replaces ran inside a commit, with an fsync, and showed up as
+/// latency spikes for whoever committed at that moment.
+fn spawn_checkpointer(conn: Connection, store: std::sync::Weak<Inner>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("store-checkpoint".into())
+        .spawn(move || {
+            while store.upgrade().is_some() {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                let frames: rusqlite::Result<i64> =
+                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1));
+                match frames {
+                    Ok(n) if n > WAL_FRAMES_RESTART => {
+                        let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "store: checkpoint failed; retrying"),
+                }
+            }
+        })?;
+    Ok(())
+}
+
 /// Read connections kept open between reads.
 const IDLE_READERS: usize = 4;
 /// Committed events buffered for live subscribers; one that falls further behind
@@ -93,16 +124,22 @@ impl Store {
         let path = data_dir.join("switchyard.db");
         let mut conn = open_connection(&path)?;
         migrations::apply(&mut conn, &path)?;
+        // Checkpoints run on their own thread (below), never inside a commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpoints = open_connection(&path)?;
         let writer = writer::Writer::spawn(conn)
             .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self {
+        let store = Self {
             inner: Arc::new(Inner {
                 path,
                 writer,
                 committed: tokio::sync::broadcast::channel(LIVE_EVENTS).0,
                 readers: Mutex::new(Vec::new()),
             }),
-        })
+        };
+        spawn_checkpointer(checkpoints, Arc::downgrade(&store.inner))
+            .map_err(|e| StoreError::Commit(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(store)
     }
 
     /// The database file.
@@ -132,8 +169,11 @@ impl Store {
     /// inserted (`events::record_event`) to its list, and they are fanned out to live
     /// subscribers right after the commit, from the writer, in commit order. A state
     /// change and the event announcing it are one transaction: neither exists without
-    /// the other.
-    async fn write_events<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// the other. The write is queued when this is called (see `Writer::submit`).
+    fn write_events<T, F>(
+        &self,
+        f: F,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send + use<T, F>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Vec<crate::bus::Event>) -> Result<T, StoreError>
@@ -141,24 +181,20 @@ impl Store {
             + 'static,
     {
         let live = self.inner.committed.clone();
-        let (value, _) = self
-            .inner
-            .writer
-            .write_then(
-                move |c| {
-                    let mut events = Vec::new();
-                    let value = f(c, &mut events)?;
-                    Ok((value, events))
-                },
-                move |(_, events)| {
-                    for e in events {
-                        // No live subscriber is not an error: the log has it.
-                        let _ = live.send(e.clone());
-                    }
-                },
-            )
-            .await?;
-        Ok(value)
+        let committed = self.inner.writer.submit(
+            move |c| {
+                let mut events = Vec::new();
+                let value = f(c, &mut events)?;
+                Ok((value, events))
+            },
+            move |(_, events): &(T, Vec<crate::bus::Event>)| {
+                for e in events {
+                    // No live subscriber is not an error: the log has it.
+                    let _ = live.send(e.clone());
+                }
+            },
+        );
+        async move { Ok(committed.await?.0) }
     }
 
     /// Events as they are committed, in `seq` order.
