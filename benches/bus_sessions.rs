@@ -12,7 +12,9 @@
 //! - heap held by an idle session whose worker is still in memory, and after it left.
 //!
 //! Needs `nats-server` on PATH (Debian package `nats-server`) and the plugins built
-//! (`plugins/build-all.sh`). Prints Markdown.
+//! (`plugins/build-all.sh`). Prints Markdown. Arguments select sections: `publish`,
+//! `latency`, `turns`, `memory` (default: all), e.g.
+//! `cargo bench --bench bus_sessions -- turns`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
@@ -191,6 +193,15 @@ fn main() {
     rt.block_on(run());
 }
 
+/// Is section `name` selected on the command line (none selected = all)?
+fn selected(name: &str) -> bool {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    args.is_empty() || args.iter().any(|a| a == name)
+}
+
 async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let (_sy, sy_url) = start_switchyard(dir.path()).await;
@@ -210,6 +221,21 @@ async fn run() {
         .build()
         .unwrap();
 
+    if selected("publish") {
+        publish(&js, &http, &sy_url).await;
+    }
+    if selected("latency") {
+        latency(&nats, &js, &http, &sy_url).await;
+    }
+    if selected("turns") {
+        turns(&http, &sy_url).await;
+    }
+    if selected("memory") {
+        idle_session_memory().await;
+    }
+}
+
+async fn publish(js: &async_nats::jetstream::Context, http: &reqwest::Client, sy_url: &str) {
     println!(
         "### Durable publish ({PUBLISHERS} concurrent publishers, {PUBLISH_TOTAL} events of ~{PAYLOAD} B, each acknowledged)\n"
     );
@@ -232,7 +258,7 @@ async fn run() {
     };
     println!("| NATS JetStream 2.9 (file storage), async-nats | {nats_rate:.0} |");
     let sy_rate = {
-        let (http, url) = (http.clone(), sy_url.clone());
+        let (http, url) = (http.clone(), sy_url.to_owned());
         throughput(PUBLISHERS, PUBLISH_TOTAL, move |i| {
             let (http, url) = (http.clone(), url.clone());
             async move {
@@ -254,7 +280,14 @@ async fn run() {
         "\nratio Switchyard / JetStream: **{:.2}**\n",
         sy_rate / nats_rate
     );
+}
 
+async fn latency(
+    nats: &async_nats::Client,
+    js: &async_nats::jetstream::Context,
+    http: &reqwest::Client,
+    sy_url: &str,
+) {
     println!(
         "### Publish → subscriber latency at {RATE} events/s ({LATENCY_SECONDS} s, first second discarded)\n"
     );
@@ -328,7 +361,7 @@ async fn run() {
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
         paced(RATE, LATENCY_SECONDS, |_| {
-            let (http, url) = (http.clone(), sy_url.clone());
+            let (http, url) = (http.clone(), sy_url.to_owned());
             async move {
                 let sent = base.elapsed().as_nanos() as u64;
                 http.post(format!("{url}/v1/events"))
@@ -342,7 +375,9 @@ async fn run() {
         receiver.await.unwrap()
     };
     report("**Switchyard** SSE `GET /v1/events`", sy_lat);
+}
 
+async fn turns(http: &reqwest::Client, sy_url: &str) {
     println!(
         "\n### Session turns over HTTP vs an axum hello-world ({TURN_CLIENTS} concurrent clients)\n"
     );
@@ -376,7 +411,7 @@ async fn run() {
     println!("| axum hello-world requests | {hello_rate:.0} |");
     let turns = Arc::new(AtomicU64::new(0));
     let turn_rate = {
-        let (http, url, turns) = (http.clone(), sy_url.clone(), turns.clone());
+        let (http, url, turns) = (http.clone(), sy_url.to_owned(), turns.clone());
         throughput(TURN_CLIENTS, TURNS, move |i| {
             let (http, url, turns) = (http.clone(), url.clone(), turns.clone());
             async move {
@@ -395,8 +430,6 @@ async fn run() {
         "\nratio turns / hello-world requests: **{:.2}**\n",
         turn_rate / hello_rate
     );
-
-    idle_session_memory().await;
 }
 
 /// Fire `job` at `rate` per second for `seconds`, each on its own task.
