@@ -278,89 +278,51 @@ fn plugin_list_offline_and_plugin_check() {
     );
 
     let echo = plugins.path().join("echo-agent");
-    let (ok, stdout, stderr) = switchyard(&[
-        "plugin",
-        "check",
-        echo.to_str().unwrap(),
-        "--data-dir",
-        data,
-    ]);
+    let check = || {
+        switchyard(&[
+            "plugin",
+            "check",
+            echo.to_str().unwrap(),
+            "--data-dir",
+            data,
+        ])
+    };
+    let (ok, stdout, stderr) = check();
     assert!(ok, "{stderr}");
     assert!(
         stdout.starts_with("ok: echo-agent 0.1.0 (agent-adapter, rust)"),
         "{stdout}"
     );
 
-    // A manifest that claims the wrong kind: refused, saying what the component is.
+    // Each broken manifest is refused with a message saying what is wrong.
     let manifest = std::fs::read_to_string(echo.join("plugin.toml")).unwrap();
-    std::fs::write(
-        echo.join("plugin.toml"),
-        manifest.replace("kind = \"agent-adapter\"", "kind = \"trigger\""),
-    )
-    .unwrap();
-    let (ok, _, stderr) = switchyard(&[
-        "plugin",
-        "check",
-        echo.to_str().unwrap(),
-        "--data-dir",
-        data,
-    ]);
-    assert!(!ok);
-    assert!(
-        stderr.contains("the component implements world `agent-adapter`, but plugin.toml says kind = \"trigger\""),
-        "{stderr}"
+    let refused = |from: &str, to: &str, expected: &str| {
+        std::fs::write(echo.join("plugin.toml"), manifest.replace(from, to)).unwrap();
+        let (ok, _, stderr) = check();
+        assert!(!ok, "{from} -> {to} was accepted");
+        assert!(stderr.contains(expected), "{stderr}");
+    };
+    // The wrong kind: say what the component is.
+    refused(
+        "kind = \"agent-adapter\"",
+        "kind = \"trigger\"",
+        "the component implements world `agent-adapter`, but plugin.toml says kind = \"trigger\"",
     );
-
-    // An unknown world version.
-    std::fs::write(
-        echo.join("plugin.toml"),
-        manifest.replace("world = \"0.1.0\"", "world = \"0.9.0\""),
-    )
-    .unwrap();
-    let (ok, _, stderr) = switchyard(&[
-        "plugin",
-        "check",
-        echo.to_str().unwrap(),
-        "--data-dir",
-        data,
-    ]);
-    assert!(!ok);
-    assert!(
-        stderr.contains(
-            "`world` is `0.9.0`: this switchyard serves switchyard:plugin versions 0.1.0"
-        ),
-        "{stderr}"
+    refused(
+        "world = \"0.1.0\"",
+        "world = \"0.9.0\"",
+        "`world` is `0.9.0`: this switchyard serves switchyard:plugin versions 0.1.0",
     );
-
-    // describe() disagrees with the manifest.
-    std::fs::write(
-        echo.join("plugin.toml"),
-        manifest.replace("version = \"0.1.0\"", "version = \"0.2.0\""),
-    )
-    .unwrap();
-    let (ok, _, stderr) = switchyard(&[
-        "plugin",
-        "check",
-        echo.to_str().unwrap(),
-        "--data-dir",
-        data,
-    ]);
-    assert!(!ok);
-    assert!(
-        stderr.contains("describe() says version `0.1.0`, the manifest says `0.2.0`"),
-        "{stderr}"
+    refused(
+        "version = \"0.1.0\"",
+        "version = \"0.2.0\"",
+        "describe() says version `0.1.0`, the manifest says `0.2.0`",
     );
 
     // No component yet: say how to build it.
     std::fs::write(echo.join("plugin.toml"), &manifest).unwrap();
     std::fs::remove_file(echo.join("echo-agent.wasm")).unwrap();
-    let (ok, _, stderr) = switchyard(&[
-        "plugin",
-        "check",
-        echo.to_str().unwrap(),
-        "--data-dir",
-        data,
-    ]);
+    let (ok, _, stderr) = check();
     assert!(!ok);
     assert!(
         stderr.contains("echo-agent.wasm: component not found; build it with"),

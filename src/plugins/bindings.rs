@@ -13,53 +13,41 @@ pub mod base {
     });
 }
 
-/// World `agent-adapter`.
-pub mod agent {
-    wasmtime::component::bindgen!({
-        path: "wit",
-        world: "agent-adapter",
-        imports: { default: async | trappable },
-        exports: { default: async },
-        with: {
-            "switchyard:plugin/types": super::base::switchyard::plugin::types,
-            "switchyard:plugin/log": super::base::switchyard::plugin::log,
-            "switchyard:plugin/bus": super::base::switchyard::plugin::bus,
-            "switchyard:plugin/kv": super::base::switchyard::plugin::kv,
-            "switchyard:plugin/config": super::base::switchyard::plugin::config,
-        },
-    });
+/// A plugin world's bindings: exports are async, imports async and able to trap, and
+/// the shared host interfaces come from [`base`].
+macro_rules! world {
+    ($(#[$doc:meta])* $module:ident, $world:literal) => {
+        $(#[$doc])*
+        pub mod $module {
+            wasmtime::component::bindgen!({
+                path: "wit",
+                world: $world,
+                imports: { default: async | trappable },
+                exports: { default: async },
+                with: {
+                    "switchyard:plugin/types": super::base::switchyard::plugin::types,
+                    "switchyard:plugin/log": super::base::switchyard::plugin::log,
+                    "switchyard:plugin/bus": super::base::switchyard::plugin::bus,
+                    "switchyard:plugin/kv": super::base::switchyard::plugin::kv,
+                    "switchyard:plugin/config": super::base::switchyard::plugin::config,
+                },
+            });
+        }
+    };
 }
 
-/// World `connector`.
-pub mod connector {
-    wasmtime::component::bindgen!({
-        path: "wit",
-        world: "connector",
-        imports: { default: async | trappable },
-        exports: { default: async },
-        with: {
-            "switchyard:plugin/types": super::base::switchyard::plugin::types,
-            "switchyard:plugin/log": super::base::switchyard::plugin::log,
-            "switchyard:plugin/bus": super::base::switchyard::plugin::bus,
-            "switchyard:plugin/kv": super::base::switchyard::plugin::kv,
-            "switchyard:plugin/config": super::base::switchyard::plugin::config,
-        },
-    });
-}
-
-/// World `trigger`.
-pub mod trigger {
-    wasmtime::component::bindgen!({
-        path: "wit",
-        world: "trigger",
-        imports: { default: async | trappable },
-        exports: { default: async },
-        with: {
-            "switchyard:plugin/types": super::base::switchyard::plugin::types,
-            "switchyard:plugin/log": super::base::switchyard::plugin::log,
-            "switchyard:plugin/bus": super::base::switchyard::plugin::bus,
-            "switchyard:plugin/kv": super::base::switchyard::plugin::kv,
-            "switchyard:plugin/config": super::base::switchyard::plugin::config,
-        },
-    });
-}
+world!(
+    /// World `agent-adapter`.
+    agent,
+    "agent-adapter"
+);
+world!(
+    /// World `connector`.
+    connector,
+    "connector"
+);
+world!(
+    /// World `trigger`.
+    trigger,
+    "trigger"
+);
