@@ -161,13 +161,13 @@ impl Sessions {
         let interrupted = self
             .inner
             .store
-            .interrupt_unfinished_turns(|session_id, message| {
+            .interrupt_unfinished_turns(Box::new(|session_id: &str, message: &MessageRecord| {
                 SessionEvent::TurnInterrupted.event(
                     session_id,
                     None,
                     json!({ "message_id": message.id, "reason": message.error }),
                 )
-            })
+            }))
             .await?;
         if interrupted > 0 {
             tracing::warn!(
@@ -222,9 +222,16 @@ impl Sessions {
         let created = self
             .inner
             .store
-            .create_session(record, |r| {
-                SessionEvent::Created.event(&r.id, Some(&r.key), json!({ "adapter": r.adapter }))
-            })
+            .create_session(
+                record,
+                Box::new(|r: &SessionRecord| {
+                    SessionEvent::Created.event(
+                        &r.id,
+                        Some(&r.key),
+                        json!({ "adapter": r.adapter }),
+                    )
+                }),
+            )
             .await?
             .ok_or(SessionError::Exists(key))?;
         Ok(created)
@@ -315,13 +322,18 @@ impl Sessions {
         let (message, position) = self
             .inner
             .store
-            .enqueue_message(&record.id, text, max, move |m, position| {
-                SessionEvent::MessageQueued.event(
-                    &id,
-                    Some(&key),
-                    json!({ "message_id": m.id, "text": m.text, "position": position }),
-                )
-            })
+            .enqueue_message(
+                &record.id,
+                text,
+                max,
+                Box::new(move |m: &MessageRecord, position| {
+                    SessionEvent::MessageQueued.event(
+                        &id,
+                        Some(&key),
+                        json!({ "message_id": m.id, "text": m.text, "position": position }),
+                    )
+                }),
+            )
             .await?
             .ok_or_else(|| SessionError::QueueFull {
                 key: record.key.clone(),
@@ -504,7 +516,7 @@ impl Inner {
             };
             match self
                 .store
-                .take_next_message(&id, self.config.history_limit, started)
+                .take_next_message(&id, self.config.history_limit, Box::new(started))
                 .await
             {
                 Ok(Some((message, history))) => self.turn(&active, message, history).await,
@@ -639,7 +651,7 @@ impl Inner {
                 status,
                 reply.clone(),
                 error.clone(),
-                move |reply| {
+                Box::new(move |reply: Option<&MessageRecord>| {
                     SessionEvent::TurnFinished.event(
                         &id,
                         Some(&key),
@@ -652,7 +664,7 @@ impl Inner {
                             "error": error,
                         }),
                     )
-                },
+                }),
             )
             .await;
         if let Err(e) = &finished {

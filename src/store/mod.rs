@@ -1,27 +1,28 @@
-//! The store: Switchyard's durable state in one SQLite database (WAL mode).
+//! The store: Switchyard's durable state, behind one trait per part — [`KvStore`]
+//! (plugin key-value data), [`EventLog`] (the bus log and its commit-ordered live feed)
+//! and [`SessionStore`] (sessions and their message queues). Callers hold a [`Store`]
+//! and call those traits; SQLite ([`SqliteStore`], WAL, one writer with group commit)
+//! is the embedded backend, and another (PostgreSQL) can implement the same traits
+//! without touching callers.
 //!
-//! Every part that persists something goes through the typed methods here (plugin
-//! key-value data, the bus log), never through SQL of its own. Methods are async and
-//! run SQLite on tokio's blocking pool, so a slow disk never stalls the runtime's
-//! worker threads.
-//!
-//! Invariant: one thread writes ([`writer`], committing in groups); readers use their
-//! own connections, and WAL lets them see the last committed state without ever
-//! waiting on the writer.
+//! Invariants every backend keeps:
+//! - A write is acknowledged only once it is durable.
+//! - A state change and the event announcing it commit together (`announce` closures).
+//! - `committed_events` delivers events in `seq` order, after their commit.
 
-mod events;
-mod kv;
-mod migrations;
-mod sessions;
-mod writer;
+mod sqlite;
 
-pub use kv::{KvError, KvLimits};
-pub use sessions::{MessageRecord, QueueCounts, SessionRecord};
+pub use sqlite::SqliteStore;
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use rusqlite::Connection;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::bus::{Event, NewEvent};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -51,215 +52,216 @@ pub enum StoreError {
     Join(#[from] tokio::task::JoinError),
 }
 
-/// A handle on the database; cheap to clone.
+/// Size limits for one plugin's key-value data.
+#[derive(Debug, Clone, Copy)]
+pub struct KvLimits {
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    pub max_keys: usize,
+}
+
+impl KvLimits {
+    /// The limits documented in `wit/host.wit`, with the manifest's key quota.
+    pub fn with_max_keys(max_keys: usize) -> Self {
+        Self {
+            max_key_bytes: 256,
+            max_value_bytes: 64 * 1024,
+            max_keys,
+        }
+    }
+}
+
+/// Why a key-value operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("{0}")]
+    TooLarge(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A session's persisted attributes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub key: String,
+    pub adapter: String,
+    pub config: serde_json::Value,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One message of a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub id: String,
+    pub seq: u64,
+    pub role: String,
+    pub text: String,
+    pub status: String,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Counts for a session's snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueCounts {
+    pub queued: u64,
+    pub processing: u64,
+}
+
+/// Each makes the event that announces a write, inside the write's transaction.
+pub type AnnounceSession = Box<dyn FnOnce(&SessionRecord) -> NewEvent + Send>;
+pub type AnnounceQueued = Box<dyn FnOnce(&MessageRecord, u64) -> NewEvent + Send>;
+pub type AnnounceTaken = Box<dyn FnOnce(&MessageRecord) -> NewEvent + Send>;
+pub type AnnounceFinished = Box<dyn FnOnce(Option<&MessageRecord>) -> NewEvent + Send>;
+pub type AnnounceInterrupted = Box<dyn Fn(&str, &MessageRecord) -> NewEvent + Send>;
+
+/// Plugin key-value data, with the limits the WIT `kv` interface promises.
+#[async_trait::async_trait]
+pub trait KvStore: Send + Sync {
+    async fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn kv_set(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: Vec<u8>,
+        limits: KvLimits,
+    ) -> Result<(), KvError>;
+    async fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool, StoreError>;
+    /// Keys starting with `prefix`, in order, at most `limit`.
+    async fn kv_list_keys(
+        &self,
+        plugin: &str,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Atomically add `delta` to the integer at `key` (absent = 0).
+    async fn kv_increment(
+        &self,
+        plugin: &str,
+        key: &str,
+        delta: i64,
+        limits: KvLimits,
+    ) -> Result<i64, KvError>;
+}
+
+/// The bus log.
+#[async_trait::async_trait]
+pub trait EventLog: Send + Sync {
+    /// Append one event (`data` is its JSON text). The write is queued when this is
+    /// called, so appends commit in call order; the future resolves after the commit.
+    fn append_event(
+        &self,
+        event: NewEvent,
+        data: String,
+    ) -> BoxFuture<'static, Result<Event, StoreError>>;
+    /// Stored events with `seq > after`, oldest first, at most `limit`.
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
+    /// The highest `seq` in the log (0 when empty).
+    async fn last_event_seq(&self) -> Result<u64, StoreError>;
+    /// Delete up to `batch` of the oldest events beyond the newest `keep` or older than
+    /// `before` (RFC 3339); returns how many.
+    async fn trim_events(
+        &self,
+        keep: Option<u64>,
+        before: Option<String>,
+        batch: u64,
+    ) -> Result<u64, StoreError>;
+    /// Events as they are committed, in `seq` order.
+    fn committed_events(&self) -> broadcast::Receiver<Event>;
+}
+
+/// Sessions and their durable message queues.
+#[async_trait::async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Create a session with its announcing event; `None` if the key is taken.
+    async fn create_session(
+        &self,
+        record: SessionRecord,
+        announce: AnnounceSession,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+    async fn session_by_key(&self, key: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// Sessions ordered by key, after `after` (exclusive), at most `limit`.
+    async fn list_sessions(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
+    async fn delete_session(&self, id: &str) -> Result<bool, StoreError>;
+    /// Queue a user message if fewer than `max_queued` are queued; returns it and its
+    /// 1-based place, or `None` when full.
+    async fn enqueue_message(
+        &self,
+        session_id: &str,
+        text: String,
+        max_queued: usize,
+        announce: AnnounceQueued,
+    ) -> Result<Option<(MessageRecord, u64)>, StoreError>;
+    /// Take the oldest queued message (now `processing`) with the history before it.
+    async fn take_next_message(
+        &self,
+        session_id: &str,
+        history_limit: usize,
+        announce: AnnounceTaken,
+    ) -> Result<Option<(MessageRecord, Vec<MessageRecord>)>, StoreError>;
+    /// Record how a turn ended and its reply; nothing if the message is gone.
+    async fn finish_turn(
+        &self,
+        session_id: &str,
+        message_id: &str,
+        status: &'static str,
+        reply: Option<String>,
+        error: Option<String>,
+        announce: AnnounceFinished,
+    ) -> Result<Option<MessageRecord>, StoreError>;
+    /// Mark turns that were `processing` when the process stopped as `interrupted`.
+    async fn interrupt_unfinished_turns(
+        &self,
+        announce: AnnounceInterrupted,
+    ) -> Result<usize, StoreError>;
+    /// Keys of sessions with queued messages.
+    async fn sessions_with_queued_messages(&self) -> Result<Vec<String>, StoreError>;
+    /// Reset, first step: drop queued messages; returns (dropped, highest message seq).
+    async fn drop_queue(&self, session_id: &str) -> Result<(u64, u64), StoreError>;
+    /// Reset, last step: forget messages up to `through_seq` and their replies.
+    async fn clear_history(&self, session_id: &str, through_seq: u64) -> Result<(), StoreError>;
+    /// The last `limit` messages, in conversation order.
+    async fn session_messages(
+        &self,
+        session_id: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
+    async fn queue_counts(&self, session_id: &str) -> Result<QueueCounts, StoreError>;
+}
+
+/// Everything a backend implements.
+pub trait StoreBackend: KvStore + EventLog + SessionStore {
+    /// (writes, commits) since open; `writes / commits` is the mean group-commit size.
+    fn commit_stats(&self) -> (u64, u64);
+}
+
+/// A handle on the store; cheap to clone. Call the part traits on it.
 #[derive(Clone)]
-pub struct Store {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    path: PathBuf,
-    writer: writer::Writer,
-    /// Every event committed to the log, in commit (= seq) order.
-    committed: tokio::sync::broadcast::Sender<crate::bus::Event>,
-    /// Idle read connections; a read takes one (or opens one) and puts it back.
-    readers: Mutex<Vec<Connection>>,
-}
-
-/// How often the WAL is checkpointed into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-/// WAL frames beyond which a checkpoint may briefly hold writers back so the log can
-/// restart instead of growing (a passive checkpoint never waits, so under constant
-/// reads it may not get to the end).
-const WAL_FRAMES_RESTART: i64 = 100_000;
-
-/// Checkpoint the WAL from a thread of its own until the store is dropped. A passive
-/// checkpoint copies committed pages without blocking the writer or readers; the
-/// automatic checkpoint it replaces ran inside a commit, with an fsync, and showed up as
-/// latency spikes for whoever committed at that moment.
-fn spawn_checkpointer(conn: Connection, store: std::sync::Weak<Inner>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("store-checkpoint".into())
-        .spawn(move || {
-            while store.upgrade().is_some() {
-                std::thread::sleep(CHECKPOINT_EVERY);
-                let frames: rusqlite::Result<i64> =
-                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1));
-                match frames {
-                    Ok(n) if n > WAL_FRAMES_RESTART => {
-                        let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "store: checkpoint failed; retrying"),
-                }
-            }
-        })?;
-    Ok(())
-}
-
-/// Read connections kept open between reads.
-const IDLE_READERS: usize = 4;
-/// Committed events buffered for live subscribers; one that falls further behind
-/// catches up from the log.
-const LIVE_EVENTS: usize = 4096;
-
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(|source| StoreError::Open {
-        path: path.to_owned(),
-        source,
-    })?;
-    // WAL: readers never block the writer. synchronous=NORMAL in WAL mode keeps every
-    // committed transaction across a process crash (only an OS crash or power loss can
-    // lose the last ones), at a fraction of FULL's syncs; group commit shares them.
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    Ok(conn)
-}
+pub struct Store(Arc<dyn StoreBackend>);
 
 impl Store {
-    /// Open (creating if needed) `switchyard.db` in `data_dir` and apply pending migrations.
+    /// The embedded default: `switchyard.db` (SQLite) in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let path = data_dir.join("switchyard.db");
-        let mut conn = open_connection(&path)?;
-        migrations::apply(&mut conn, &path)?;
-        // Checkpoints run on their own thread (below), never inside a commit.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let checkpoints = open_connection(&path)?;
-        let writer = writer::Writer::spawn(conn)
-            .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
-        let store = Self {
-            inner: Arc::new(Inner {
-                path,
-                writer,
-                committed: tokio::sync::broadcast::channel(LIVE_EVENTS).0,
-                readers: Mutex::new(Vec::new()),
-            }),
-        };
-        spawn_checkpointer(checkpoints, Arc::downgrade(&store.inner))
-            .map_err(|e| StoreError::Commit(format!("cannot start the checkpoint thread: {e}")))?;
-        Ok(store)
+        Ok(Self(Arc::new(SqliteStore::open(data_dir)?)))
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
-    /// (writes, commits) since open: `writes / commits` is the mean group-commit size.
-    pub fn commit_stats(&self) -> (u64, u64) {
-        let stats = self.inner.writer.stats();
-        (
-            stats.writes.load(std::sync::atomic::Ordering::Relaxed),
-            stats.commits.load(std::sync::atomic::Ordering::Relaxed),
-        )
-    }
-
-    /// Run `f` in the writer's next group commit; resolves once it is on disk.
-    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        self.inner.writer.write(f).await
-    }
-
-    /// Like [`Store::write`], for writes that record events: `f` pushes the events it
-    /// inserted (`events::record_event`) to its list, and they are fanned out to live
-    /// subscribers right after the commit, from the writer, in commit order. A state
-    /// change and the event announcing it are one transaction: neither exists without
-    /// the other. The write is queued when this is called (see `Writer::submit`).
-    fn write_events<T, F>(
-        &self,
-        f: F,
-    ) -> impl Future<Output = Result<T, StoreError>> + Send + use<T, F>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection, &mut Vec<crate::bus::Event>) -> Result<T, StoreError>
-            + Send
-            + 'static,
-    {
-        let live = self.inner.committed.clone();
-        let committed = self.inner.writer.submit(
-            move |c| {
-                let mut events = Vec::new();
-                let value = f(c, &mut events)?;
-                Ok((value, events))
-            },
-            move |(_, events): &(T, Vec<crate::bus::Event>)| {
-                for e in events {
-                    // No live subscriber is not an error: the log has it.
-                    let _ = live.send(e.clone());
-                }
-            },
-        );
-        async move { Ok(committed.await?.0) }
-    }
-
-    /// Events as they are committed, in `seq` order.
-    pub fn committed_events(&self) -> tokio::sync::broadcast::Receiver<crate::bus::Event> {
-        self.inner.committed.subscribe()
-    }
-
-    /// Run `f` on a read connection, on the blocking pool.
-    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let idle = inner
-                .readers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop();
-            let conn = match idle {
-                Some(c) => c,
-                None => open_connection(&inner.path)?,
-            };
-            let result = f(&conn);
-            let mut idle = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < IDLE_READERS {
-                idle.push(conn);
-            }
-            result
-        })
-        .await?
+    /// A store on another backend.
+    pub fn new(backend: Arc<dyn StoreBackend>) -> Self {
+        Self(backend)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl Deref for Store {
+    type Target = dyn StoreBackend;
 
-    #[tokio::test]
-    async fn opens_twice_and_keeps_schema() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mode: String = store
-            .read(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
-            .await
-            .unwrap();
-        assert_eq!(mode, "wal");
-        drop(store);
-        let again = Store::open(dir.path()).unwrap();
-        let version: i64 = again
-            .read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
-            .await
-            .unwrap();
-        assert_eq!(version, migrations::LATEST);
-    }
-
-    #[test]
-    fn refuses_a_newer_schema() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(Store::open(dir.path()).unwrap());
-        let conn = Connection::open(dir.path().join("switchyard.db")).unwrap();
-        conn.pragma_update(None, "user_version", 999).unwrap();
-        drop(conn);
-        let err = Store::open(dir.path()).err().unwrap();
-        assert!(err.to_string().contains("schema version 999"), "{err}");
+    fn deref(&self) -> &Self::Target {
+        &*self.0
     }
 }

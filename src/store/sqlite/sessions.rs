@@ -7,42 +7,13 @@
 //! order.
 
 use rusqlite::{OptionalExtension, params};
-use serde::{Deserialize, Serialize};
 
+use super::SqliteStore;
 use super::events::record_event;
-use super::{Store, StoreError};
-use crate::bus::NewEvent;
-
-/// A session's persisted attributes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SessionRecord {
-    pub id: String,
-    pub key: String,
-    pub adapter: String,
-    pub config: serde_json::Value,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-/// One message of a session.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MessageRecord {
-    pub id: String,
-    pub seq: u64,
-    pub role: String,
-    pub text: String,
-    pub status: String,
-    pub created_at: String,
-    pub finished_at: Option<String>,
-    pub error: Option<String>,
-}
-
-/// Counts for a session's snapshot.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct QueueCounts {
-    pub queued: u64,
-    pub processing: u64,
-}
+use crate::store::{
+    AnnounceFinished, AnnounceInterrupted, AnnounceQueued, AnnounceSession, AnnounceTaken,
+    MessageRecord, QueueCounts, SessionRecord, SessionStore, StoreError,
+};
 
 fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
     let config: String = r.get(3)?;
@@ -77,13 +48,14 @@ fn message_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<MessageR
 const SESSION_COLUMNS: &str = "id, key, adapter, config, created_at, updated_at";
 const MESSAGE_COLUMNS: &str = "seq, id, role, text, status, created_at, finished_at, error";
 
-impl Store {
+#[async_trait::async_trait]
+impl SessionStore for SqliteStore {
     /// Create a session, with the event `announce` makes of it; `Ok(None)` if the key
     /// is taken.
-    pub async fn create_session(
+    async fn create_session(
         &self,
         record: SessionRecord,
-        announce: impl FnOnce(&SessionRecord) -> NewEvent + Send + 'static,
+        announce: AnnounceSession,
     ) -> Result<Option<SessionRecord>, StoreError> {
         self.write_events(move |c, events| {
             let inserted = c.execute(
@@ -107,7 +79,7 @@ impl Store {
         .await
     }
 
-    pub async fn session_by_key(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
+    async fn session_by_key(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
         let key = key.to_owned();
         self.read(move |c| {
             Ok(c.query_row(
@@ -121,7 +93,7 @@ impl Store {
     }
 
     /// Sessions ordered by key, after `after` (exclusive), at most `limit`.
-    pub async fn list_sessions(
+    async fn list_sessions(
         &self,
         after: Option<String>,
         limit: usize,
@@ -139,7 +111,7 @@ impl Store {
         .await
     }
 
-    pub async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
+    async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.write(move |c| Ok(c.execute("DELETE FROM sessions WHERE id = ?1", [id])? == 1))
             .await
@@ -148,12 +120,12 @@ impl Store {
     /// Append a user message to the queue if it holds fewer than `max_queued`; returns
     /// the message and its 1-based place among queued messages, or `None` when full.
     /// The event `announce` makes of the message is written in the same transaction.
-    pub async fn enqueue_message(
+    async fn enqueue_message(
         &self,
         session_id: &str,
         text: String,
         max_queued: usize,
-        announce: impl FnOnce(&MessageRecord, u64) -> NewEvent + Send + 'static,
+        announce: AnnounceQueued,
     ) -> Result<Option<(MessageRecord, u64)>, StoreError> {
         let session_id = session_id.to_owned();
         self.write_events(move |c, events| {
@@ -196,11 +168,11 @@ impl Store {
 
     /// Take the oldest queued message of a session: mark it `processing`, record the
     /// event `announce` makes of it, and return it with the history before it.
-    pub async fn take_next_message(
+    async fn take_next_message(
         &self,
         session_id: &str,
         history_limit: usize,
-        announce: impl FnOnce(&MessageRecord) -> NewEvent + Send + 'static,
+        announce: AnnounceTaken,
     ) -> Result<Option<(MessageRecord, Vec<MessageRecord>)>, StoreError> {
         let session_id = session_id.to_owned();
         self.write_events(move |c, events| {
@@ -233,14 +205,14 @@ impl Store {
     /// append the assistant message; the event `announce` makes of the reply is written
     /// in the same transaction. Returns the assistant message. Nothing is written (and
     /// no event) if the message is gone: its session was reset or deleted meanwhile.
-    pub async fn finish_turn(
+    async fn finish_turn(
         &self,
         session_id: &str,
         message_id: &str,
         status: &'static str,
         reply: Option<String>,
         error: Option<String>,
-        announce: impl FnOnce(Option<&MessageRecord>) -> NewEvent + Send + 'static,
+        announce: AnnounceFinished,
     ) -> Result<Option<MessageRecord>, StoreError> {
         let (session_id, message_id) = (session_id.to_owned(), message_id.to_owned());
         self.write_events(move |c, events| {
@@ -288,9 +260,9 @@ impl Store {
     /// Messages that were `processing` when the process stopped: mark them
     /// `interrupted`, each with the event `announce(session_id, message)` in the same
     /// transaction. Returns how many.
-    pub async fn interrupt_unfinished_turns(
+    async fn interrupt_unfinished_turns(
         &self,
-        announce: impl Fn(&str, &MessageRecord) -> NewEvent + Send + 'static,
+        announce: AnnounceInterrupted,
     ) -> Result<usize, StoreError> {
         self.write_events(move |c, events| {
             let mut stmt = c.prepare(&format!(
@@ -317,7 +289,7 @@ impl Store {
     }
 
     /// Keys of sessions with queued messages (to resume their queues at start).
-    pub async fn sessions_with_queued_messages(&self) -> Result<Vec<String>, StoreError> {
+    async fn sessions_with_queued_messages(&self) -> Result<Vec<String>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare(
                 "SELECT DISTINCT s.key FROM session_messages m JOIN sessions s ON s.id = m.session_id
@@ -331,7 +303,7 @@ impl Store {
 
     /// First step of a reset: drop the queued messages, so no new turn starts. Returns
     /// how many were dropped and the highest message seq at this point.
-    pub async fn drop_queue(&self, session_id: &str) -> Result<(u64, u64), StoreError> {
+    async fn drop_queue(&self, session_id: &str) -> Result<(u64, u64), StoreError> {
         let session_id = session_id.to_owned();
         self.write(move |c| {
             let dropped = c.execute(
@@ -350,11 +322,7 @@ impl Store {
 
     /// Last step of a reset: forget the session's messages up to `through_seq` and the
     /// replies to them (messages queued after the reset began stay).
-    pub async fn clear_history(
-        &self,
-        session_id: &str,
-        through_seq: u64,
-    ) -> Result<(), StoreError> {
+    async fn clear_history(&self, session_id: &str, through_seq: u64) -> Result<(), StoreError> {
         let session_id = session_id.to_owned();
         self.write(move |c| {
             c.execute(
@@ -367,7 +335,7 @@ impl Store {
     }
 
     /// The last `limit` messages of a session (all statuses), oldest first.
-    pub async fn session_messages(
+    async fn session_messages(
         &self,
         session_id: &str,
         limit: usize,
@@ -384,7 +352,7 @@ impl Store {
         .await
     }
 
-    pub async fn queue_counts(&self, session_id: &str) -> Result<QueueCounts, StoreError> {
+    async fn queue_counts(&self, session_id: &str) -> Result<QueueCounts, StoreError> {
         let session_id = session_id.to_owned();
         self.read(move |c| {
             Ok(c.query_row(

@@ -2,8 +2,11 @@
 
 use rusqlite::{Connection, params};
 
-use super::{Store, StoreError};
+use futures::future::BoxFuture;
+
+use super::SqliteStore;
 use crate::bus::{Event, NewEvent};
+use crate::store::{EventLog, StoreError};
 
 /// Insert one event inside a write; `data` is its JSON text. The caller pushes the
 /// returned event to the write's committed-events list (see `Store::write_events`).
@@ -52,21 +55,26 @@ pub(crate) fn record_event(
     Ok(())
 }
 
-impl Store {
+#[async_trait::async_trait]
+impl EventLog for SqliteStore {
     /// Append one event; `data` is its JSON text. Queued when called, in call order.
-    pub fn append_event(
+    fn append_event(
         &self,
         event: NewEvent,
         data: String,
-    ) -> impl Future<Output = Result<Event, StoreError>> + Send + use<> {
-        self.write_events(move |c, out| {
+    ) -> BoxFuture<'static, Result<Event, StoreError>> {
+        Box::pin(self.write_events(move |c, out| {
             let e = insert_event(c, event, data)?;
             out.push(e.clone());
             Ok(e)
-        })
+        }))
     }
 
-    pub async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+    fn committed_events(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.subscribe_committed()
+    }
+
+    async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT seq, id, topic, type, source, subject, time, correlation_id, data
@@ -90,11 +98,9 @@ impl Store {
         })
         .await
     }
-}
 
-impl Store {
     /// The highest `seq` in the log (0 when empty).
-    pub async fn last_event_seq(&self) -> Result<u64, StoreError> {
+    async fn last_event_seq(&self) -> Result<u64, StoreError> {
         self.read(|c| {
             Ok(
                 c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| {
@@ -104,12 +110,10 @@ impl Store {
         })
         .await
     }
-}
 
-impl Store {
     /// Delete up to `batch` of the oldest events that are beyond the newest `keep` or
     /// older than `before` (RFC 3339). Returns how many were deleted.
-    pub async fn trim_events(
+    async fn trim_events(
         &self,
         keep: Option<u64>,
         before: Option<String>,

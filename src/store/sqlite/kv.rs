@@ -2,35 +2,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError};
-
-/// Size limits for one plugin's key-value data.
-#[derive(Debug, Clone, Copy)]
-pub struct KvLimits {
-    pub max_key_bytes: usize,
-    pub max_value_bytes: usize,
-    pub max_keys: usize,
-}
-
-impl KvLimits {
-    /// The limits documented in `wit/host.wit`, with the manifest's key quota.
-    pub fn with_max_keys(max_keys: usize) -> Self {
-        Self {
-            max_key_bytes: 256,
-            max_value_bytes: 64 * 1024,
-            max_keys,
-        }
-    }
-}
-
-/// Why a key-value operation was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum KvError {
-    #[error("{0}")]
-    TooLarge(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+use super::SqliteStore;
+use crate::store::{KvError, KvLimits, KvStore, StoreError};
 
 impl From<rusqlite::Error> for KvError {
     fn from(e: rusqlite::Error) -> Self {
@@ -99,8 +72,9 @@ fn now() -> String {
     crate::time::now_rfc3339()
 }
 
-impl Store {
-    pub async fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+#[async_trait::async_trait]
+impl KvStore for SqliteStore {
+    async fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let (plugin, key) = (plugin.to_owned(), key.to_owned());
         self.read(move |c| {
             Ok(c.query_row(
@@ -113,7 +87,7 @@ impl Store {
         .await
     }
 
-    pub async fn kv_set(
+    async fn kv_set(
         &self,
         plugin: &str,
         key: &str,
@@ -142,7 +116,7 @@ impl Store {
         .map_err(from_store)
     }
 
-    pub async fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool, StoreError> {
+    async fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool, StoreError> {
         let (plugin, key) = (plugin.to_owned(), key.to_owned());
         self.write(move |c| {
             Ok(c.execute(
@@ -153,7 +127,7 @@ impl Store {
         .await
     }
 
-    pub async fn kv_list_keys(
+    async fn kv_list_keys(
         &self,
         plugin: &str,
         prefix: &str,
@@ -181,7 +155,7 @@ impl Store {
     }
 
     /// Atomically add `delta` to the integer at `key` (absent = 0).
-    pub async fn kv_increment(
+    async fn kv_increment(
         &self,
         plugin: &str,
         key: &str,
@@ -232,7 +206,7 @@ mod tests {
     #[tokio::test]
     async fn kv_roundtrip_quota_and_increment() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
         let limits = KvLimits::with_max_keys(2);
         store.kv_set("p", "a", b"1".to_vec(), limits).await.unwrap();
         assert_eq!(store.kv_get("p", "a").await.unwrap(), Some(b"1".to_vec()));
