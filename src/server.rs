@@ -47,6 +47,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    // Streams are many small writes (SSE events, UI chunks); with Nagle's algorithm each
+    // waits for the peer's delayed ACK, about 40 ms. Send them as they are written.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     // On stdout, for scripts and tests that start a server on port 0.
     println!("switchyard listening on http://{addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), plugins = %config.plugins_dir.display(), "switchyard started");
