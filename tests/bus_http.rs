@@ -170,3 +170,61 @@ async fn resume_with_last_event_id_loses_and_repeats_nothing() {
         10
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_publish_is_atomic_with_consecutive_seqs() {
+    let server = Server::start(&[]).await;
+    let event =
+        |topic: &str, n: u64| json!({ "topic": topic, "type": "test.item", "data": { "n": n } });
+    let (status, body) = server
+        .post(
+            "/v1/events",
+            &json!([event("b.x", 1), event("b.y", 2), event("b.x", 3)]),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let seqs: Vec<u64> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs.len(), 3);
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "consecutive: {seqs:?}"
+    );
+
+    // One bad event refuses the whole batch, naming where it is.
+    let (status, body) = server
+        .post(
+            "/v1/events",
+            &json!([event("b.x", 4), event("b.y", 5), event("b.*", 6)]),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "[2].topic");
+    let (status, body) = server
+        .post("/v1/events", &json!([event("b.x", 7), { "topic": "b.x" }]))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "[1]", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `type`"),
+        "{body}"
+    );
+    let too_many: Vec<Value> = (0..1001).map(|n| event("b.x", n)).collect();
+    assert_eq!(server.post("/v1/events", &json!(too_many)).await.0, 400);
+
+    // Nothing of the refused batches reached the log.
+    let mut sse =
+        SseStream::connect(&format!("{}/v1/events?topic=b.>&after=0", server.url), None).await;
+    let mut got = Vec::new();
+    while let Some(msg) = sse.next(Duration::from_millis(500)).await {
+        got.push(parse(&msg)["data"]["n"].as_u64().unwrap());
+    }
+    assert_eq!(got, [1, 2, 3]);
+}

@@ -1,4 +1,5 @@
-//! `/v1/events`: publish onto the bus, and follow it as Server-Sent Events.
+//! `/v1/events`: publish onto the bus (one event or an atomic batch), and follow it as
+//! Server-Sent Events.
 //!
 //! `GET /v1/events?topic=PATTERN` streams every matching event after the client's
 //! cursor — `Last-Event-ID` (what a reconnecting EventSource sends) or `?after=SEQ` —
@@ -45,34 +46,79 @@ fn api_source() -> String {
     "api".into()
 }
 
+/// Most events in one batch publish.
+const MAX_BATCH: usize = 1000;
+
+/// One event (`{...}` → `{"seq", "id", "time"}`) or a batch (`[{...}, ...]` →
+/// `{"events": [...]}`), stored atomically with consecutive seqs.
 async fn publish(
     State(state): State<AppState>,
     body: Json<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let receipt = |e: &crate::bus::Event| json!({ "seq": e.seq, "id": e.id, "time": e.time });
+    if let Value::Array(items) = body.0 {
+        if items.len() > MAX_BATCH {
+            return Err(ApiError::bad_request(format!(
+                "a batch holds at most {MAX_BATCH} events; this one has {}",
+                items.len()
+            )));
+        }
+        let mut events = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let req: PublishRequest = parse_json(item).map_err(|mut e| {
+                e.field = Some(format!(
+                    "[{i}]{}",
+                    e.field.map(|f| format!(".{f}")).unwrap_or_default()
+                ));
+                e.message = format!("event [{i}]: {}", e.message);
+                e
+            })?;
+            events.push(req.into_event());
+        }
+        let stored = state
+            .bus
+            .publish_batch(events)
+            .await
+            .map_err(|(i, e)| refused(e, Some(i)))?;
+        let receipts: Vec<Value> = stored.iter().map(receipt).collect();
+        return Ok((StatusCode::CREATED, Json(json!({ "events": receipts }))));
+    }
     let req: PublishRequest = parse_json(body.0)?;
     let event = state
         .bus
-        .publish(NewEvent {
-            topic: req.topic,
-            event_type: req.event_type,
-            source: req.source,
-            subject: req.subject,
-            correlation_id: req.correlation_id,
-            data: req.data,
-        })
+        .publish(req.into_event())
         .await
-        .map_err(|e| match e {
-            BusError::Topic(t) => ApiError::bad_request(t.to_string()).with_field("topic"),
-            BusError::EmptyType => ApiError::bad_request("`type` is empty").with_field("type"),
-            BusError::TooLarge(_) => ApiError::bad_request(e.to_string()).with_field("data"),
-            BusError::Store(s) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", s.to_string())
-            }
-        })?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "seq": event.seq, "id": event.id, "time": event.time })),
-    ))
+        .map_err(|e| refused(e, None))?;
+    Ok((StatusCode::CREATED, Json(receipt(&event))))
+}
+
+impl PublishRequest {
+    fn into_event(self) -> NewEvent {
+        NewEvent {
+            topic: self.topic,
+            event_type: self.event_type,
+            source: self.source,
+            subject: self.subject,
+            correlation_id: self.correlation_id,
+            data: self.data,
+        }
+    }
+}
+
+/// Why the bus refused an event, naming the field (and its place in a batch).
+fn refused(e: BusError, index: Option<usize>) -> ApiError {
+    let at = |field: &str| match index {
+        Some(i) => format!("[{i}].{field}"),
+        None => field.to_owned(),
+    };
+    match e {
+        BusError::Topic(t) => ApiError::bad_request(t.to_string()).with_field(at("topic")),
+        BusError::EmptyType => ApiError::bad_request("`type` is empty").with_field(at("type")),
+        BusError::TooLarge(_) => ApiError::bad_request(e.to_string()).with_field(at("data")),
+        BusError::Store(s) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", s.to_string())
+        }
+    }
 }
 
 #[derive(Deserialize)]

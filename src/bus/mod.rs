@@ -76,6 +76,19 @@ pub enum BusError {
     Store(#[from] StoreError),
 }
 
+/// Check an event before it is stored; returns its data as JSON text.
+fn validate(event: &NewEvent) -> Result<String, BusError> {
+    topic::validate_topic(&event.topic)?;
+    if event.event_type.is_empty() {
+        return Err(BusError::EmptyType);
+    }
+    let data = serde_json::to_string(&event.data).unwrap_or_else(|_| "null".into());
+    if data.len() > MAX_EVENT_DATA_BYTES {
+        return Err(BusError::TooLarge(data.len()));
+    }
+    Ok(data)
+}
+
 /// The bus; cheap to clone. The log and its commit-ordered live feed are the store's;
 /// the bus validates what is published and serves subscriptions.
 #[derive(Clone)]
@@ -93,6 +106,23 @@ impl Bus {
         self.submit(event)?.await
     }
 
+    /// Publish several events atomically (one transaction, consecutive `seq`s). The
+    /// first invalid event refuses the whole batch, with its index.
+    pub async fn publish_batch(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Event>, (usize, BusError)> {
+        let mut checked = Vec::with_capacity(events.len());
+        for (i, event) in events.into_iter().enumerate() {
+            let data = validate(&event).map_err(|e| (i, e))?;
+            checked.push((event, data));
+        }
+        self.store
+            .append_events(checked)
+            .await
+            .map_err(|e| (0, BusError::Store(e)))
+    }
+
     /// Validate and queue the event now; the future resolves once it is committed (and
     /// fanned out). Events submitted one after another are stored in that order, so a
     /// producer can keep several in flight and await only the last.
@@ -100,14 +130,7 @@ impl Bus {
         &self,
         event: NewEvent,
     ) -> Result<impl Future<Output = Result<Event, BusError>> + Send + use<>, BusError> {
-        topic::validate_topic(&event.topic)?;
-        if event.event_type.is_empty() {
-            return Err(BusError::EmptyType);
-        }
-        let data = serde_json::to_string(&event.data).unwrap_or_else(|_| "null".into());
-        if data.len() > MAX_EVENT_DATA_BYTES {
-            return Err(BusError::TooLarge(data.len()));
-        }
+        let data = validate(&event)?;
         // The store fans out right after the commit, in seq order: a live subscriber
         // never sees seq N+1 before N.
         let stored = self.store.append_event(event, data);

@@ -157,6 +157,11 @@ pub trait EventLog: Send + Sync {
         event: NewEvent,
         data: String,
     ) -> BoxFuture<'static, Result<Event, StoreError>>;
+    /// Append several events in one transaction: all or none, consecutive `seq`s.
+    fn append_events(
+        &self,
+        events: Vec<(NewEvent, String)>,
+    ) -> BoxFuture<'static, Result<Vec<Event>, StoreError>>;
     /// Stored events with `seq > after`, oldest first, at most `limit`.
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
     /// The highest `seq` in the log (0 when empty).

@@ -70,6 +70,21 @@ impl EventLog for SqliteStore {
         }))
     }
 
+    fn append_events(
+        &self,
+        events: Vec<(NewEvent, String)>,
+    ) -> BoxFuture<'static, Result<Vec<Event>, StoreError>> {
+        Box::pin(self.write_events(move |c, out| {
+            let mut stored = Vec::with_capacity(events.len());
+            for (event, data) in events {
+                let e = insert_event(c, event, data)?;
+                out.push(e.clone());
+                stored.push(e);
+            }
+            Ok(stored)
+        }))
+    }
+
     fn committed_events(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.subscribe_committed()
     }
