@@ -59,6 +59,8 @@ static ALLOC: CountingAlloc = CountingAlloc;
 const PUBLISHERS: usize = 32;
 const PUBLISH_TOTAL: usize = 40_000;
 const PAYLOAD: usize = 256;
+/// Events in flight per publisher in the pipelined comparison.
+const BATCH: usize = 100;
 const RATE: u64 = 10_000;
 const LATENCY_SECONDS: u64 = 5;
 const TURN_CLIENTS: usize = 16;
@@ -279,6 +281,55 @@ async fn publish(js: &async_nats::jetstream::Context, http: &reqwest::Client, sy
     println!(
         "\nratio Switchyard / JetStream: **{:.2}**\n",
         sy_rate / nats_rate
+    );
+
+    println!(
+        "### Pipelined durable publish ({PUBLISHERS} publishers, {PUBLISH_TOTAL} events, {BATCH} in flight per publisher)\n"
+    );
+    println!("| system | events/s |");
+    println!("|---|---|");
+    let batches = PUBLISH_TOTAL / BATCH;
+    let nats_pipelined = {
+        let js = js.clone();
+        throughput(PUBLISHERS, batches, move |b| {
+            let js = js.clone();
+            async move {
+                // Send BATCH publishes, then wait for their BATCH acks.
+                let mut acks = Vec::with_capacity(BATCH);
+                for i in 0..BATCH {
+                    let body = serde_json::to_vec(&payload(b * BATCH + i)).unwrap();
+                    acks.push(js.publish("bench.publish", body.into()).await.unwrap());
+                }
+                for ack in acks {
+                    ack.await.unwrap();
+                }
+            }
+        })
+        .await
+            * BATCH as f64
+    };
+    println!("| NATS JetStream, {BATCH} publishes then their acks | {nats_pipelined:.0} |");
+    let sy_batched = {
+        let (http, url) = (http.clone(), sy_url.to_owned());
+        throughput(PUBLISHERS, batches, move |b| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let events: Vec<_> = (0..BATCH)
+                    .map(|i| json!({ "topic": "bench.publish", "type": "bench", "data": payload(b * BATCH + i) }))
+                    .collect();
+                let r = http.post(format!("{url}/v1/events")).json(&events).send().await.unwrap();
+                assert_eq!(r.status(), 201);
+            }
+        })
+        .await
+            * BATCH as f64
+    };
+    println!(
+        "| **Switchyard** `POST /v1/events` with a batch of {BATCH} (one transaction) | {sy_batched:.0} |"
+    );
+    println!(
+        "\nratio Switchyard / JetStream: **{:.2}**\n",
+        sy_batched / nats_pipelined
     );
 }
 
