@@ -12,7 +12,7 @@ use std::convert::Infallible;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
@@ -67,11 +67,7 @@ pub async fn chat(
     let pattern = TopicPattern::parse(&format!("session.{}.>", session.id))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     // Subscribe before queueing, so the turn's first event cannot be missed.
-    let subscription = state
-        .bus
-        .subscribe_from(pattern, None)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()))?;
+    let subscription = super::subscribe(&state, pattern, None).await?;
     let (message, _) = state.sessions.enqueue(&key, text).await?;
 
     let stream = chunks(subscription, message.id);

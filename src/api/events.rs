@@ -136,40 +136,8 @@ async fn follow(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let pattern = TopicPattern::parse(q.topic.as_deref().unwrap_or(">"))
         .map_err(|e| ApiError::bad_request(e.to_string()).with_field("topic"))?;
-    let cursor = match headers.get("last-event-id") {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "Last-Event-ID must be an event seq (a non-negative integer)",
-                    )
-                    .with_field("Last-Event-ID")
-                })?,
-        ),
-        None => q.after,
-    };
-    let subscription = state
-        .bus
-        .subscribe_from(pattern, cursor)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()))?;
-    let stream = futures::stream::unfold(Some(subscription), |sub| async move {
-        let mut sub = sub?;
-        match sub.next().await {
-            Ok(event) => {
-                let sse = SseEvent::default()
-                    .id(event.seq.to_string())
-                    .data(serde_json::to_string(&event).unwrap_or_default());
-                Some((Ok(sse), Some(sub)))
-            }
-            Err(e) => {
-                // Tell the client why the stream ends; it resumes from its last id.
-                let sse = SseEvent::default().event("error").data(e.to_string());
-                Some((Ok(sse), None))
-            }
-        }
-    });
+    let cursor = super::resume_cursor(&headers, q.after)?;
+    let subscription = super::subscribe(&state, pattern, cursor).await?;
+    let stream = super::events_stream(subscription, false);
     Ok(super::sse(&state, stream))
 }

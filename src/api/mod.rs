@@ -73,3 +73,69 @@ pub fn router(state: AppState) -> Router {
         )
         .with_state(state)
 }
+
+/// The client's resume point: `Last-Event-ID` (what a reconnecting EventSource sends),
+/// else `fallback` (e.g. `?after=`).
+pub fn resume_cursor(
+    headers: &axum::http::HeaderMap,
+    fallback: Option<u64>,
+) -> Result<Option<u64>, ApiError> {
+    match headers.get("last-event-id") {
+        None => Ok(fallback),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::bad_request("Last-Event-ID must be an event seq (a non-negative integer)")
+                    .with_field("Last-Event-ID")
+            }),
+    }
+}
+
+/// Subscribe to `pattern` after `cursor`, mapping a store failure to 503.
+pub async fn subscribe(
+    state: &AppState,
+    pattern: crate::bus::TopicPattern,
+    cursor: Option<u64>,
+) -> Result<crate::bus::Subscription, ApiError> {
+    state
+        .bus
+        .subscribe_from(pattern, cursor)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "store",
+                e.to_string(),
+            )
+        })
+}
+
+/// A subscription as SSE messages: `id:` the seq, `data:` the event as JSON, and
+/// `event:` the event's type when `typed` (otherwise unnamed, for `onmessage`). If the
+/// store fails, a last `error` message says why; the client resumes from its last id.
+pub fn events_stream(
+    subscription: crate::bus::Subscription,
+    typed: bool,
+) -> impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>> {
+    use axum::response::sse::Event as SseEvent;
+    futures::stream::unfold(Some(subscription), move |sub| async move {
+        let mut sub = sub?;
+        match sub.next().await {
+            Ok(event) => {
+                let mut sse = SseEvent::default().id(event.seq.to_string());
+                if typed {
+                    sse = sse.event(event.event_type.clone());
+                }
+                let sse = sse.data(serde_json::to_string(&event).unwrap_or_default());
+                Some((Ok(sse), Some(sub)))
+            }
+            Err(e) => Some((
+                Ok(SseEvent::default().event("error").data(e.to_string())),
+                None,
+            )),
+        }
+    })
+}

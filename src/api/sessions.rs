@@ -178,47 +178,17 @@ async fn events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let id = state.sessions.id_of(&key).await?;
-    let cursor = match headers.get("last-event-id") {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    ApiError::bad_request("Last-Event-ID must be an event seq")
-                        .with_field("Last-Event-ID")
-                })?,
-        ),
-        None => None,
-    };
+    let cursor = super::resume_cursor(&headers, None)?;
     let pattern = TopicPattern::parse(&format!("session.{id}.>"))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     // Subscribe before taking the snapshot, so nothing between the two is lost.
-    let subscription = state
-        .bus
-        .subscribe_from(pattern, cursor)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()))?;
+    let subscription = super::subscribe(&state, pattern, cursor).await?;
     let snapshot = state.sessions.snapshot(&key).await?;
     let first = SseEvent::default()
         .event("snapshot")
         .data(serde_json::to_string(&snapshot).unwrap_or_default());
     let head = futures::stream::once(async move { Ok::<_, Infallible>(first) });
-    let tail = futures::stream::unfold(Some(subscription), |sub| async move {
-        let mut sub = sub?;
-        match sub.next().await {
-            Ok(event) => {
-                let sse = SseEvent::default()
-                    .id(event.seq.to_string())
-                    .event(event.event_type.clone())
-                    .data(serde_json::to_string(&event).unwrap_or_default());
-                Some((Ok(sse), Some(sub)))
-            }
-            Err(e) => Some((
-                Ok(SseEvent::default().event("error").data(e.to_string())),
-                None,
-            )),
-        }
-    });
+    let tail = super::events_stream(subscription, true);
     use futures::StreamExt;
     Ok(super::sse(&state, head.chain(tail)))
 }

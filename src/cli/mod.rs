@@ -7,6 +7,7 @@ mod plugin;
 mod scaffold;
 mod session;
 mod sse;
+mod table;
 
 use std::process::ExitCode;
 

@@ -181,27 +181,24 @@ fn read_input(arg: &str) -> anyhow::Result<Value> {
 }
 
 fn print_table(list: &[PluginSummary]) {
-    let rows: Vec<[String; 7]> = list
+    let rows: Vec<Vec<String>> = list
         .iter()
         .map(|p| {
-            [
+            let load = p.load_ms.map(|ms| {
+                let cached = if p.from_cache == Some(true) {
+                    " (cached)"
+                } else {
+                    ""
+                };
+                format!("{ms:.1} ms{cached}")
+            });
+            vec![
                 p.name.clone(),
                 p.kind.map(|k| k.to_string()).unwrap_or_else(|| "-".into()),
                 p.version.clone().unwrap_or_else(|| "-".into()),
                 p.language.clone().unwrap_or_else(|| "-".into()),
                 p.status.clone(),
-                p.load_ms
-                    .map(|ms| {
-                        format!(
-                            "{ms:.1} ms{}",
-                            if p.from_cache == Some(true) {
-                                " (cached)"
-                            } else {
-                                ""
-                            }
-                        )
-                    })
-                    .unwrap_or_else(|| "-".into()),
+                load.unwrap_or_else(|| "-".into()),
                 p.last_error.clone().unwrap_or_default(),
             ]
         })
@@ -215,29 +212,5 @@ fn print_table(list: &[PluginSummary]) {
         "LOAD",
         "LAST ERROR",
     ];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .enumerate()
-            .map(|(i, (c, w))| {
-                if i + 1 == cells.len() {
-                    c.to_string()
-                } else {
-                    format!("{c:<w$}")
-                }
-            })
-            .collect();
-        println!("{}", parts.join("  ").trim_end());
-    };
-    line(header.to_vec());
-    for row in &rows {
-        line(row.iter().map(String::as_str).collect());
-    }
+    super::table::print(&header, &rows);
 }
