@@ -70,14 +70,29 @@ impl ComponentCache {
             }
         }
         let compiled = engine.precompile_component(bytes)?;
-        std::fs::create_dir_all(&self.dir)?;
-        // Write then rename, so a concurrent reader never sees half a file.
-        let tmp = entry.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, &compiled)?;
-        std::fs::rename(&tmp, &entry)?;
+        // The cache only saves time: failing to write it must not fail the load.
+        if let Err(e) = self.store(&entry, &compiled) {
+            tracing::warn!(path = %entry.display(), error = %e, "cannot write the compile cache; continuing without it");
+        }
         // SAFETY: as above; these bytes were just produced by this engine.
         let component = unsafe { Component::deserialize(engine, &compiled)? };
         Ok((component, CacheOutcome::Compiled))
+    }
+}
+
+impl ComponentCache {
+    /// Write `compiled` to `entry` through a temporary file of its own, then rename, so
+    /// a reader never sees half a file and concurrent writers of the same entry (two
+    /// loads of one component at once) never share a temporary file.
+    fn store(&self, entry: &Path, compiled: &[u8]) -> std::io::Result<()> {
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        std::fs::create_dir_all(&self.dir)?;
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = entry.with_extension(format!("tmp-{}-{n}", std::process::id()));
+        std::fs::write(&tmp, compiled)?;
+        std::fs::rename(&tmp, entry).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
     }
 }
 
@@ -90,5 +105,38 @@ impl std::hash::Hasher for HashWriter<'_> {
     }
     fn write(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many loads of one component at once, on a cold cache: each compiles and writes
+    /// the same entry; all succeed and the entry is usable afterwards.
+    #[test]
+    fn concurrent_first_loads_of_one_component() {
+        let engine = Engine::default();
+        // The smallest component: an empty one, in binary form.
+        let bytes: &[u8] = b"\0asm\x0d\0\x01\0";
+        let hash = content_hash(bytes);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ComponentCache::new(dir.path());
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| cache.load(&engine, bytes, &hash).unwrap());
+            }
+        });
+        let (_, outcome) = cache.load(&engine, bytes, &hash).unwrap();
+        assert_eq!(outcome, CacheOutcome::Hit);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "temporary files left behind: {leftovers:?}"
+        );
     }
 }
