@@ -514,12 +514,19 @@ impl Inner {
                     json!({ "message_id": m.id, "input": m.text }),
                 )
             };
-            match self
-                .store
-                .take_next_message(&id, self.config.history_limit, Box::new(started))
-                .await
-            {
-                Ok(Some((message, history))) => self.turn(&active, message, history).await,
+            match self.store.take_next_message(&id, Box::new(started)).await {
+                Ok(Some(message)) => {
+                    // Earlier turns are all finished (one at a time), so the history
+                    // before this message is settled and a reader may fetch it.
+                    match self
+                        .store
+                        .history_before(&id, message.seq, self.config.history_limit)
+                        .await
+                    {
+                        Ok(history) => self.turn(&active, message, history).await,
+                        Err(e) => self.fail_turn(&active, message, e).await,
+                    }
+                }
                 Ok(None) => {
                     let woken =
                         tokio::time::timeout(self.config.idle_timeout, active.wake.notified())
@@ -642,21 +649,52 @@ impl Inner {
                 Some(StopReason::Aborted),
             ),
         };
-        let (id, key, message_id) = (record.id.clone(), record.key.clone(), message.id.clone());
+        self.record_end(record, &message.id, status, reply, error, stop_reason)
+            .await;
+        *active.turn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// A turn that could not start: recorded as failed, so the queue moves on.
+    async fn fail_turn(&self, active: &Active, message: MessageRecord, e: StoreError) {
+        tracing::error!(session = %active.record.key, error = %e, "cannot read the session history");
+        let error = format!("cannot read the session history: {e}");
+        self.record_end(
+            &active.record,
+            &message.id,
+            "failed",
+            None,
+            Some(error),
+            Some(StopReason::Error),
+        )
+        .await;
+    }
+
+    /// Store how a turn ended (and its reply) and announce it.
+    async fn record_end(
+        &self,
+        record: &SessionRecord,
+        message_id: &str,
+        status: &'static str,
+        reply: Option<String>,
+        error: Option<String>,
+        stop_reason: Option<StopReason>,
+    ) {
+        let (id, key, announced_id) =
+            (record.id.clone(), record.key.clone(), message_id.to_owned());
         let finished = self
             .store
             .finish_turn(
                 &record.id,
-                &message.id,
+                message_id,
                 status,
-                reply.clone(),
+                reply,
                 error.clone(),
                 Box::new(move |reply: Option<&MessageRecord>| {
                     SessionEvent::TurnFinished.event(
                         &id,
                         Some(&key),
                         json!({
-                            "message_id": message_id,
+                            "message_id": announced_id,
                             "status": status,
                             "stop_reason": stop_reason,
                             "text": reply.map(|r| r.text.clone()),
@@ -670,7 +708,6 @@ impl Inner {
         if let Err(e) = &finished {
             tracing::error!(session = %record.key, error = %e, "cannot record the end of a turn");
         }
-        *active.turn.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     async fn publish(&self, session_id: &str, key: Option<&str>, kind: SessionEvent, data: Value) {

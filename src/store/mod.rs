@@ -204,13 +204,21 @@ pub trait SessionStore: Send + Sync {
         max_queued: usize,
         announce: AnnounceQueued,
     ) -> Result<Option<(MessageRecord, u64)>, StoreError>;
-    /// Take the oldest queued message (now `processing`) with the history before it.
+    /// Take the oldest queued message (now `processing`).
     async fn take_next_message(
         &self,
         session_id: &str,
-        history_limit: usize,
         announce: AnnounceTaken,
-    ) -> Result<Option<(MessageRecord, Vec<MessageRecord>)>, StoreError>;
+    ) -> Result<Option<MessageRecord>, StoreError>;
+    /// The conversation before the turn of message `seq` (done user messages and
+    /// replies, in conversation order), at most `limit` of the latest. A read, not a
+    /// write: it must not occupy the single writer.
+    async fn history_before(
+        &self,
+        session_id: &str,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
     /// Record how a turn ended and its reply; nothing if the message is gone.
     async fn finish_turn(
         &self,

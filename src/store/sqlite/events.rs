@@ -4,7 +4,7 @@ use rusqlite::{Connection, params};
 
 use futures::future::BoxFuture;
 
-use super::SqliteStore;
+use super::{CachedStatements, SqliteStore};
 use crate::bus::{Event, NewEvent};
 use crate::store::{EventLog, StoreError};
 
@@ -117,11 +117,9 @@ impl EventLog for SqliteStore {
     /// The highest `seq` in the log (0 when empty).
     async fn last_event_seq(&self) -> Result<u64, StoreError> {
         self.read(|c| {
-            Ok(
-                c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| {
-                    r.get::<_, i64>(0)
-                })? as u64,
-            )
+            Ok(c.one("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
         })
         .await
     }
@@ -135,10 +133,9 @@ impl EventLog for SqliteStore {
         batch: u64,
     ) -> Result<u64, StoreError> {
         self.write(move |c| {
-            let max: i64 =
-                c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+            let max: i64 = c.one("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
             let below_seq = keep.map_or(0, |k| (max - k as i64).max(0));
-            let deleted = c.execute(
+            let deleted = c.exec(
                 "DELETE FROM events WHERE seq IN (
                    SELECT seq FROM events WHERE seq <= ?1 OR time < ?2 ORDER BY seq LIMIT ?3)",
                 params![below_seq, before.unwrap_or_default(), batch as i64],

@@ -2,7 +2,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::SqliteStore;
+use super::{CachedStatements, SqliteStore};
 use crate::store::{KvError, KvLimits, KvStore, StoreError};
 
 impl From<rusqlite::Error> for KvError {
@@ -38,7 +38,7 @@ fn check_quota(
         .optional()?
         .is_some();
     if !exists {
-        let count: i64 = tx.query_row(
+        let count: i64 = tx.one(
             "SELECT COUNT(*) FROM plugin_kv WHERE plugin = ?1",
             params![plugin],
             |r| r.get(0),
@@ -77,7 +77,7 @@ impl KvStore for SqliteStore {
     async fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let (plugin, key) = (plugin.to_owned(), key.to_owned());
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.one(
                 "SELECT value FROM plugin_kv WHERE plugin = ?1 AND key = ?2",
                 params![plugin, key],
                 |r| r.get(0),
@@ -105,7 +105,7 @@ impl KvStore for SqliteStore {
         let (plugin, key) = (plugin.to_owned(), key.to_owned());
         self.write(move |tx| {
             check_quota(tx, &plugin, &key, &limits).map_err(into_store)?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO plugin_kv (plugin, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 params![plugin, key, value, now()],
@@ -119,7 +119,7 @@ impl KvStore for SqliteStore {
     async fn kv_delete(&self, plugin: &str, key: &str) -> Result<bool, StoreError> {
         let (plugin, key) = (plugin.to_owned(), key.to_owned());
         self.write(move |c| {
-            Ok(c.execute(
+            Ok(c.exec(
                 "DELETE FROM plugin_kv WHERE plugin = ?1 AND key = ?2",
                 params![plugin, key],
             )? > 0)
@@ -187,7 +187,7 @@ impl KvStore for SqliteStore {
             let next = current.checked_add(delta).ok_or_else(|| {
                 StoreError::Invalid(format!("incrementing `{key}` by {delta} overflows"))
             })?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO plugin_kv (plugin, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 params![plugin, key, next.to_string().into_bytes(), now()],

@@ -73,6 +73,9 @@ fn spawn_checkpointer(conn: Connection, store: std::sync::Weak<Inner>) -> std::i
 
 /// Read connections kept open between reads.
 const IDLE_READERS: usize = 4;
+/// Prepared statements kept per connection; more than the store's distinct statements,
+/// so none is parsed twice.
+const STATEMENT_CACHE: usize = 64;
 /// Committed events buffered for live subscribers; one that falls further behind
 /// catches up from the log.
 const LIVE_EVENTS: usize = 4096;
@@ -89,7 +92,36 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+/// Statements through the connection's cache: the store runs the same few statements
+/// all the time, and parsing them anew each time was a visible share of the writer's
+/// work. Every statement of the store goes through these (or `prepare_cached`).
+pub(crate) trait CachedStatements {
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize>;
+    fn one<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
+}
+
+impl CachedStatements for Connection {
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn one<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, row)
+    }
 }
 
 impl SqliteStore {

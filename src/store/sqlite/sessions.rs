@@ -8,8 +8,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::SqliteStore;
 use super::events::record_event;
+use super::{CachedStatements, SqliteStore};
 use crate::store::{
     AnnounceFinished, AnnounceInterrupted, AnnounceQueued, AnnounceSession, AnnounceTaken,
     MessageRecord, QueueCounts, SessionRecord, SessionStore, StoreError,
@@ -58,7 +58,7 @@ impl SessionStore for SqliteStore {
         announce: AnnounceSession,
     ) -> Result<Option<SessionRecord>, StoreError> {
         self.write_events(move |c, events| {
-            let inserted = c.execute(
+            let inserted = c.exec(
                 "INSERT INTO sessions (id, key, adapter, config, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO NOTHING",
                 params![
@@ -82,7 +82,7 @@ impl SessionStore for SqliteStore {
     async fn session_by_key(&self, key: &str) -> Result<Option<SessionRecord>, StoreError> {
         let key = key.to_owned();
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.one(
                 &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE key = ?1"),
                 [key],
                 session_row,
@@ -113,7 +113,7 @@ impl SessionStore for SqliteStore {
 
     async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.write(move |c| Ok(c.execute("DELETE FROM sessions WHERE id = ?1", [id])? == 1))
+        self.write(move |c| Ok(c.exec("DELETE FROM sessions WHERE id = ?1", [id])? == 1))
             .await
     }
 
@@ -129,7 +129,7 @@ impl SessionStore for SqliteStore {
     ) -> Result<Option<(MessageRecord, u64)>, StoreError> {
         let session_id = session_id.to_owned();
         self.write_events(move |c, events| {
-            let queued: i64 = c.query_row(
+            let queued: i64 = c.one(
                 "SELECT COUNT(*) FROM session_messages WHERE session_id = ?1 AND status = 'queued'",
                 [&session_id],
                 |r| r.get(0),
@@ -140,12 +140,12 @@ impl SessionStore for SqliteStore {
             let id = ulid::Ulid::new().to_string();
             let now = crate::time::now_rfc3339();
             // A user message opens its own turn: turn = its seq (the next rowid).
-            c.execute(
+            c.exec(
                 "INSERT INTO session_messages (turn, id, session_id, role, text, status, created_at)
                  VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM session_messages), ?1, ?2, 'user', ?3, 'queued', ?4)",
                 params![id, session_id, text, now],
             )?;
-            c.execute(
+            c.exec(
                 "UPDATE sessions SET updated_at = ?1 WHERE id = ?2",
                 params![now, session_id],
             )?;
@@ -171,9 +171,8 @@ impl SessionStore for SqliteStore {
     async fn take_next_message(
         &self,
         session_id: &str,
-        history_limit: usize,
         announce: AnnounceTaken,
-    ) -> Result<Option<(MessageRecord, Vec<MessageRecord>)>, StoreError> {
+    ) -> Result<Option<MessageRecord>, StoreError> {
         let session_id = session_id.to_owned();
         self.write_events(move |c, events| {
             let next = c
@@ -189,14 +188,33 @@ impl SessionStore for SqliteStore {
             let Some(mut next) = next else {
                 return Ok(None);
             };
-            c.execute(
+            c.exec(
                 "UPDATE session_messages SET status = 'processing' WHERE id = ?1",
                 [&next.id],
             )?;
             next.status = "processing".into();
             record_event(c, announce(&next), events)?;
-            let history = history_before(c, &session_id, next.seq, history_limit)?;
-            Ok(Some((next, history)))
+            Ok(Some(next))
+        })
+        .await
+    }
+
+    async fn history_before(
+        &self,
+        session_id: &str,
+        seq: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let session_id = session_id.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM (SELECT * FROM session_messages
+                 WHERE session_id = ?1 AND turn < ?2 AND status = 'done'
+                 ORDER BY turn DESC, seq DESC LIMIT ?3) ORDER BY turn, seq"
+            ))?;
+            let rows =
+                stmt.query_map(params![session_id, seq as i64, limit as i64], message_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }
@@ -225,16 +243,16 @@ impl SessionStore for SqliteStore {
                 )
                 .optional()?;
             let Some(turn) = turn else { return Ok(None) };
-            c.execute(
+            c.exec(
                 "UPDATE session_messages SET status = ?1, finished_at = ?2, error = ?3 WHERE id = ?4",
                 params![status, now, error, message_id],
             )?;
-            c.execute("UPDATE sessions SET updated_at = ?1 WHERE id = ?2", params![now, session_id])?;
+            c.exec("UPDATE sessions SET updated_at = ?1 WHERE id = ?2", params![now, session_id])?;
             let reply = match reply {
                 None => None,
                 Some(text) => {
                     let id = ulid::Ulid::new().to_string();
-                    c.execute(
+                    c.exec(
                         "INSERT INTO session_messages (turn, id, session_id, role, text, status, created_at, finished_at)
                          VALUES (?1, ?2, ?3, 'assistant', ?4, 'done', ?5, ?5)",
                         params![turn, id, session_id, text, now],
@@ -265,7 +283,7 @@ impl SessionStore for SqliteStore {
         announce: AnnounceInterrupted,
     ) -> Result<usize, StoreError> {
         self.write_events(move |c, events| {
-            let mut stmt = c.prepare(&format!(
+            let mut stmt = c.prepare_cached(&format!(
                 "SELECT session_id, {MESSAGE_COLUMNS} FROM session_messages WHERE status = 'processing'"
             ))?;
             let rows: Vec<(String, MessageRecord)> = stmt
@@ -274,7 +292,7 @@ impl SessionStore for SqliteStore {
             let now = crate::time::now_rfc3339();
             let reason = "the server stopped during this turn";
             for (session_id, mut message) in rows.iter().cloned() {
-                c.execute(
+                c.exec(
                     "UPDATE session_messages SET status = 'interrupted', finished_at = ?1, error = ?2 WHERE id = ?3",
                     params![now, reason, message.id],
                 )?;
@@ -291,7 +309,7 @@ impl SessionStore for SqliteStore {
     /// Keys of sessions with queued messages (to resume their queues at start).
     async fn sessions_with_queued_messages(&self) -> Result<Vec<String>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare_cached(
                 "SELECT DISTINCT s.key FROM session_messages m JOIN sessions s ON s.id = m.session_id
                  WHERE m.status = 'queued' ORDER BY s.key",
             )?;
@@ -306,11 +324,11 @@ impl SessionStore for SqliteStore {
     async fn drop_queue(&self, session_id: &str) -> Result<(u64, u64), StoreError> {
         let session_id = session_id.to_owned();
         self.write(move |c| {
-            let dropped = c.execute(
+            let dropped = c.exec(
                 "DELETE FROM session_messages WHERE session_id = ?1 AND status = 'queued'",
                 [&session_id],
             )?;
-            let max: i64 = c.query_row(
+            let max: i64 = c.one(
                 "SELECT COALESCE(MAX(seq), 0) FROM session_messages",
                 [],
                 |r| r.get(0),
@@ -325,7 +343,7 @@ impl SessionStore for SqliteStore {
     async fn clear_history(&self, session_id: &str, through_seq: u64) -> Result<(), StoreError> {
         let session_id = session_id.to_owned();
         self.write(move |c| {
-            c.execute(
+            c.exec(
                 "DELETE FROM session_messages WHERE session_id = ?1 AND turn <= ?2",
                 params![session_id, through_seq as i64],
             )?;
@@ -355,7 +373,7 @@ impl SessionStore for SqliteStore {
     async fn queue_counts(&self, session_id: &str) -> Result<QueueCounts, StoreError> {
         let session_id = session_id.to_owned();
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.one(
                 "SELECT COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'processing'), 0)
                  FROM session_messages WHERE session_id = ?1",
                 [session_id],
@@ -369,21 +387,4 @@ impl SessionStore for SqliteStore {
         })
         .await
     }
-}
-
-/// The conversation before the turn of message `seq`: done user messages and
-/// assistant replies, in conversation order.
-fn history_before(
-    c: &rusqlite::Connection,
-    session_id: &str,
-    seq: u64,
-    limit: usize,
-) -> Result<Vec<MessageRecord>, StoreError> {
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM (SELECT * FROM session_messages
-         WHERE session_id = ?1 AND turn < ?2 AND status = 'done'
-         ORDER BY turn DESC, seq DESC LIMIT ?3) ORDER BY turn, seq"
-    ))?;
-    let rows = stmt.query_map(params![session_id, seq as i64, limit as i64], message_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -15,7 +15,7 @@ use rusqlite::{Connection, Transaction};
 
 use tokio::sync::oneshot;
 
-use super::StoreError;
+use super::{CachedStatements, StoreError};
 
 /// Most writes committed in one transaction.
 const MAX_GROUP: usize = 1024;
@@ -94,12 +94,7 @@ impl Writer {
         let (answer, answered) = oneshot::channel::<Result<T, StoreError>>();
         let job: Job = Box::new(move |tx| {
             let result = match tx {
-                Ok(tx) => (|| {
-                    let sp = tx.savepoint()?;
-                    let value = f(&sp)?;
-                    sp.commit()?;
-                    Ok(value)
-                })(),
+                Ok(tx) => in_savepoint(tx, f),
                 Err(e) => Err(StoreError::Commit(format!(
                     "cannot begin a transaction: {e}"
                 ))),
@@ -120,6 +115,30 @@ impl Writer {
         async move {
             sent.map_err(|_| StoreError::WriterStopped)?;
             answered.await.map_err(|_| StoreError::WriterStopped)?
+        }
+    }
+}
+
+/// Run `f` in a savepoint of its own, so that its failure rolls back only its changes.
+/// The savepoint statements are cached: they run for every write.
+fn in_savepoint<T>(
+    c: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    c.exec("SAVEPOINT write", [])?;
+    match f(c) {
+        Ok(value) => {
+            c.exec("RELEASE write", [])?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(undo) = c
+                .exec("ROLLBACK TO write", [])
+                .and_then(|_| c.exec("RELEASE write", []))
+            {
+                tracing::error!(error = %undo, "store: cannot roll back a failed write");
+            }
+            Err(e)
         }
     }
 }
