@@ -8,6 +8,7 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod plugins;
+pub mod recipes;
 pub mod server;
 pub mod sessions;
 pub mod store;

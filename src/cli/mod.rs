@@ -4,6 +4,7 @@
 mod bus;
 mod client;
 mod plugin;
+mod recipe;
 mod scaffold;
 mod session;
 mod sse;
@@ -54,6 +55,9 @@ enum Command {
     /// Publish events on the bus and follow it.
     #[command(subcommand)]
     Bus(bus::BusCommand),
+    /// Check recipe files and print the recipe format's JSON Schema.
+    #[command(subcommand)]
+    Recipe(recipe::RecipeCommand),
 }
 
 /// Entry point of the binary.
@@ -76,6 +80,7 @@ pub fn main() -> ExitCode {
             Command::Plugin(cmd) => plugin::run(cmd).await,
             Command::Session(cmd) => session::run(cmd).await,
             Command::Bus(cmd) => bus::run(cmd).await,
+            Command::Recipe(cmd) => recipe::run(cmd),
         }
     });
     match result {

@@ -283,6 +283,22 @@ fn is_semver(v: &str) -> bool {
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
 }
 
+/// The plugins of a plugins directory by name, with their kinds, from their manifests
+/// alone (nothing compiled); folders without a valid manifest are left out. For offline
+/// checks of what names a plugin (recipes).
+pub fn kinds_in(dir: &Path) -> std::io::Result<BTreeMap<String, PluginKind>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.join("plugin.toml").is_file()
+            && let Ok(m) = PluginManifest::load(&path)
+        {
+            out.insert(m.name, m.kind);
+        }
+    }
+    Ok(out)
+}
+
 /// 1-based line and column of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];

@@ -1,0 +1,93 @@
+//! `switchyard recipe check|schema`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+use crate::recipes::{self, PluginCatalog};
+
+#[derive(clap::Subcommand)]
+pub enum RecipeCommand {
+    /// Check recipe files offline; prints every problem as file:line:col.
+    Check {
+        /// Recipe files (YAML). A directory means every *.yaml / *.yml in it.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Plugins directory whose adapters and triggers recipes may name.
+        #[arg(long, env = "SWITCHYARD_PLUGINS", default_value = "plugins")]
+        plugins: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of the recipe format (for yaml-language-server).
+    Schema,
+}
+
+pub fn run(cmd: RecipeCommand) -> anyhow::Result<()> {
+    match cmd {
+        RecipeCommand::Check {
+            files,
+            plugins,
+            json,
+        } => check(files, &plugins, json),
+        RecipeCommand::Schema => {
+            println!("{}", serde_json::to_string_pretty(&recipes::json_schema())?);
+            Ok(())
+        }
+    }
+}
+
+fn check(paths: Vec<PathBuf>, plugins_dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let catalog: Option<PluginCatalog> = match crate::plugins::manifest::kinds_in(plugins_dir) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!(
+                "warning: cannot read plugins directory {} ({e}); plugin names are not checked",
+                plugins_dir.display()
+            );
+            None
+        }
+    };
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(&p)
+                .with_context(|| format!("cannot read {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| recipes::is_recipe_file(f))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(p);
+        }
+    }
+    let mut report = Vec::new();
+    let mut problems = 0;
+    for file in &files {
+        match recipes::load(file, catalog.as_ref()) {
+            Ok(recipe) => {
+                if !json {
+                    println!("{}: ok (recipe `{}`)", file.display(), recipe.name);
+                }
+                report.push(serde_json::json!({ "file": file, "ok": true, "recipe": recipe.name }));
+            }
+            Err(found) => {
+                problems += found.len();
+                if !json {
+                    for p in &found {
+                        println!("{p}");
+                    }
+                }
+                report.push(serde_json::json!({ "file": file, "ok": false, "problems": found }));
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    if problems > 0 {
+        bail!("{problems} problem(s) in {} file(s)", files.len());
+    }
+    Ok(())
+}
