@@ -17,6 +17,7 @@ use crate::api::{self, AppState};
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::plugins::{EngineOptions, HostServices, PluginHost};
+use crate::recipes::RecipeRegistry;
 use crate::sessions::{Sessions, SessionsConfig};
 use crate::store::Store;
 
@@ -25,10 +26,17 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Quiet time after the last file change before plugins reload. Long enough for a
 /// build tool to finish writing a component.
 const PLUGIN_DEBOUNCE: Duration = Duration::from_millis(300);
+/// Recipe files are small and written at once; a short debounce keeps save → active
+/// well under a quarter of a second while still folding an editor's write + rename.
+const RECIPE_DEBOUNCE: Duration = Duration::from_millis(100);
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    // Users drop recipe files here; it must exist to be watched.
+    if let Err(e) = std::fs::create_dir_all(&config.recipes_dir) {
+        tracing::warn!(dir = %config.recipes_dir.display(), error = %e, "cannot create the recipes directory");
+    }
     let store = Store::open(&config.data_dir)?;
     let bus = Bus::new(store.clone());
     let plugins = Arc::new(
@@ -72,12 +80,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     );
     tokio::spawn(crate::bus::retention::run(bus.clone(), config.bus.clone()));
+    let catalog_of = plugins.clone();
+    let recipes = Arc::new(RecipeRegistry::new(
+        Box::new(move || {
+            catalog_of
+                .list()
+                .into_iter()
+                .filter_map(|p| Some((p.name, p.kind?)))
+                .collect()
+        }),
+        Some(bus.clone()),
+    ));
     let ready = Arc::new(AtomicBool::new(false));
     let shutdown = tokio_util::sync::CancellationToken::new();
     let loader = tokio::spawn(start_up(
         plugins.clone(),
         sessions.clone(),
-        config.plugins_dir.clone(),
+        recipes.clone(),
+        config.clone(),
         ready.clone(),
     ));
 
@@ -86,6 +106,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store,
         bus,
         sessions: sessions.clone(),
+        recipes,
         ready,
         plugins_dir: config.plugins_dir.clone(),
         shutdown: shutdown.clone(),
@@ -110,35 +131,66 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Load every plugin, resume session queues, mark the server ready, then reload plugins
-/// as their folders change.
+/// Load every plugin, resume session queues, load the recipes (they name plugins), mark
+/// the server ready, then reload plugins and recipes as their files change.
 async fn start_up(
     plugins: Arc<PluginHost>,
     sessions: Sessions,
-    dir: std::path::PathBuf,
+    recipes: Arc<RecipeRegistry>,
+    config: Config,
     ready: Arc<AtomicBool>,
 ) {
-    let watch = crate::watch::watch_dir(&dir, PLUGIN_DEBOUNCE);
-    plugins.scan(&dir).await;
+    let plugin_watch = crate::watch::watch_dir(&config.plugins_dir, PLUGIN_DEBOUNCE);
+    let recipe_watch = crate::watch::watch_dir(&config.recipes_dir, RECIPE_DEBOUNCE);
+    plugins.scan(&config.plugins_dir).await;
     if let Err(e) = sessions.recover().await {
         tracing::error!(error = %e, "cannot resume session queues");
     }
+    recipes.scan(&config.recipes_dir).await;
     ready.store(true, Ordering::Release);
-    let (_watch, mut changes) = match watch {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!(dir = %dir.display(), error = %e, "cannot watch the plugins directory; hot reload is off");
-            return;
-        }
-    };
-    while let Some(changed) = changes.recv().await {
-        for path in changed {
-            // Loose files at the top level are not plugins.
-            if path.is_dir() || !path.exists() {
-                plugins.reload(&path).await;
+    let plugin_changes = async {
+        let (_watch, mut changes) = match plugin_watch {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(dir = %config.plugins_dir.display(), error = %e, "cannot watch the plugins directory; hot reload is off");
+                return;
+            }
+        };
+        while let Some(changed) = changes.recv().await {
+            for path in changed {
+                // Loose files at the top level are not plugins.
+                if path.is_dir() || !path.exists() {
+                    plugins.reload(&path).await;
+                }
             }
         }
-    }
+    };
+    let recipe_changes = async {
+        let (_watch, mut changes) = match recipe_watch {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(dir = %config.recipes_dir.display(), error = %e, "cannot watch the recipes directory; recipe hot reload is off");
+                return;
+            }
+        };
+        while let Some(changed) = changes.recv().await {
+            for path in changed {
+                // Editors' temporary and backup files are not recipes; a deleted
+                // recipe file no longer exists, so judge it by its name.
+                let named_like_a_recipe = matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml")
+                ) && !path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.'));
+                if named_like_a_recipe && !path.is_dir() {
+                    recipes.reload(&path).await;
+                }
+            }
+        }
+    };
+    futures::join!(plugin_changes, recipe_changes);
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

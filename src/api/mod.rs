@@ -6,6 +6,7 @@ mod error;
 mod events;
 mod health;
 mod plugins;
+mod recipes;
 mod sessions;
 
 pub use error::ApiError;
@@ -28,6 +29,7 @@ pub struct AppState {
     pub store: Store,
     pub bus: Bus,
     pub sessions: Sessions,
+    pub recipes: Arc<crate::recipes::RecipeRegistry>,
     /// Set once the initial plugin scan finished.
     pub ready: Arc<AtomicBool>,
     pub plugins_dir: std::path::PathBuf,
@@ -63,7 +65,8 @@ pub fn router(state: AppState) -> Router {
             "/v1",
             plugins::routes()
                 .merge(events::routes())
-                .merge(sessions::routes()),
+                .merge(sessions::routes())
+                .merge(recipes::routes()),
         )
         // A 503 from /readyz while starting is expected; errors that matter are logged
         // where they happen, with their cause.

@@ -100,6 +100,12 @@ impl TopicPattern {
     }
 }
 
+impl std::fmt::Display for TopicPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.tokens.join("."))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

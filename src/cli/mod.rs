@@ -55,7 +55,7 @@ enum Command {
     /// Publish events on the bus and follow it.
     #[command(subcommand)]
     Bus(bus::BusCommand),
-    /// Check recipe files and print the recipe format's JSON Schema.
+    /// List recipes, check recipe files, print the recipe format's JSON Schema.
     #[command(subcommand)]
     Recipe(recipe::RecipeCommand),
 }
@@ -80,7 +80,7 @@ pub fn main() -> ExitCode {
             Command::Plugin(cmd) => plugin::run(cmd).await,
             Command::Session(cmd) => session::run(cmd).await,
             Command::Bus(cmd) => bus::run(cmd).await,
-            Command::Recipe(cmd) => recipe::run(cmd),
+            Command::Recipe(cmd) => recipe::run(cmd).await,
         }
     });
     match result {

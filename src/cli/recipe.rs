@@ -1,13 +1,23 @@
-//! `switchyard recipe check|schema`.
+//! `switchyard recipe list|check|schema`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 
+use serde_json::Value;
+
+use super::client::{Client, ServerArgs};
 use crate::recipes::{self, PluginCatalog};
 
 #[derive(clap::Subcommand)]
 pub enum RecipeCommand {
+    /// List the recipes of a running server, with problems of files that did not load.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check recipe files offline; prints every problem as file:line:col.
     Check {
         /// Recipe files (YAML). A directory means every *.yaml / *.yml in it.
@@ -23,8 +33,17 @@ pub enum RecipeCommand {
     Schema,
 }
 
-pub fn run(cmd: RecipeCommand) -> anyhow::Result<()> {
+pub async fn run(cmd: RecipeCommand) -> anyhow::Result<()> {
     match cmd {
+        RecipeCommand::List { server, json } => {
+            let list = Client::new(&server).get("/v1/recipes").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print_list(&list);
+            }
+            Ok(())
+        }
         RecipeCommand::Check {
             files,
             plugins,
@@ -90,4 +109,58 @@ fn check(paths: Vec<PathBuf>, plugins_dir: &std::path::Path, json: bool) -> anyh
         bail!("{problems} problem(s) in {} file(s)", files.len());
     }
     Ok(())
+}
+
+fn print_list(list: &Value) {
+    let empty = Vec::new();
+    let items = list.as_array().unwrap_or(&empty);
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|r| {
+            let automations = &r["automations"];
+            let count = |k: &str| automations[k].as_array().map_or(0, Vec::len);
+            let next = automations["schedule"]
+                .as_array()
+                .and_then(|s| s.iter().filter_map(|s| s["next"][0].as_str()).min())
+                .unwrap_or("-");
+            vec![
+                r["name"].as_str().unwrap_or("").to_owned(),
+                r["status"].as_str().unwrap_or("").to_owned(),
+                r["steps"].as_array().map_or(0, Vec::len).to_string(),
+                format!(
+                    "{} schedule, {} event, {} webhook",
+                    count("schedule"),
+                    count("event"),
+                    count("webhook")
+                ),
+                next.to_owned(),
+                r["description"].as_str().unwrap_or("").to_owned(),
+            ]
+        })
+        .collect();
+    super::table::print(
+        &[
+            "NAME",
+            "STATUS",
+            "STEPS",
+            "AUTOMATIONS",
+            "NEXT FIRING",
+            "DESCRIPTION",
+        ],
+        &rows,
+    );
+    for r in items {
+        for p in r["problems"].as_array().into_iter().flatten() {
+            eprintln!(
+                "{}:{}:{}: {}",
+                p["file"].as_str().unwrap_or(""),
+                p["line"],
+                p["column"],
+                p["message"].as_str().unwrap_or("")
+            );
+            if let Some(help) = p["help"].as_str() {
+                eprintln!("  help: {help}");
+            }
+        }
+    }
 }

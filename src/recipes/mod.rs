@@ -9,6 +9,7 @@
 pub mod check;
 pub mod condition;
 pub mod format;
+pub mod registry;
 pub mod schedule;
 pub mod template;
 
@@ -20,6 +21,7 @@ use serde_json::Value;
 
 pub use check::{PluginCatalog, Problem, check};
 pub use format::{CatchUp, InputType, Overlap};
+pub use registry::{RecipeRegistry, RecipeReload, RecipeSummary};
 
 use crate::bus::TopicPattern;
 use condition::Condition;

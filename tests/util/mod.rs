@@ -92,6 +92,11 @@ impl Server {
         Self::launch(plugins_root, tempfile::tempdir().unwrap(), envs).await
     }
 
+    /// The server's recipes directory (created empty).
+    pub fn recipes_dir(&self) -> PathBuf {
+        self.plugins_root.path().join("recipes")
+    }
+
     /// Kill with SIGKILL (no shutdown at all) and start again on the same data.
     pub async fn kill_and_restart(mut self) -> Server {
         self.child.0.kill().unwrap();
