@@ -17,14 +17,16 @@
 //! `cargo bench --bench bus_sessions -- turns`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::json;
+
+mod common;
+use common::{Proc, free_port, repo, start_switchyard};
 
 /// Counts live heap bytes, for the per-session memory figure.
 struct CountingAlloc;
@@ -65,64 +67,6 @@ const RATE: u64 = 10_000;
 const LATENCY_SECONDS: u64 = 5;
 const TURN_CLIENTS: usize = 16;
 const TURNS: usize = 4_000;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Start `switchyard serve` (this build, release) with echo-agent on a temp data dir.
-async fn start_switchyard(dir: &std::path::Path) -> (Proc, String) {
-    let plugins = dir.join("plugins/echo-agent");
-    std::fs::create_dir_all(&plugins).unwrap();
-    for f in ["plugin.toml", "echo-agent.wasm"] {
-        std::fs::copy(repo().join("plugins/echo-agent").join(f), plugins.join(f)).unwrap();
-    }
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--plugins")
-        .arg(dir.join("plugins"))
-        .env("SWITCHYARD_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start switchyard");
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let start = Instant::now();
-    while !http
-        .get(format!("{url}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "switchyard did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (Proc(child), url)
-}
 
 /// Start nats-server with JetStream file storage in `dir`.
 async fn start_nats(dir: &std::path::Path) -> (Proc, String) {

@@ -1,0 +1,67 @@
+//! Helpers shared by the bench binaries: a real `switchyard serve` (this build) on a
+//! free loopback port.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `switchyard serve` (this build, release) with echo-agent on a temp data dir.
+pub async fn start_switchyard(dir: &std::path::Path) -> (Proc, String) {
+    let plugins = dir.join("plugins/echo-agent");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for f in ["plugin.toml", "echo-agent.wasm"] {
+        std::fs::copy(repo().join("plugins/echo-agent").join(f), plugins.join(f)).unwrap();
+    }
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--plugins")
+        .arg(dir.join("plugins"))
+        .arg("--recipes")
+        .arg(dir.join("recipes"))
+        .env("SWITCHYARD_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start switchyard");
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    while !http
+        .get(format!("{url}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "switchyard did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (Proc(child), url)
+}
