@@ -556,37 +556,8 @@ impl Checker<'_> {
         text: &Spanned<String>,
         scope: &RefScope,
     ) -> Option<Template> {
-        match Template::parse(&text.value) {
-            Ok(t) => {
-                let mut ok = true;
-                for r in t.references() {
-                    if let Some((message, help)) = scope.problem(r) {
-                        ok = false;
-                        self.within(
-                            text.referenced,
-                            &r.to_string(),
-                            format!("{what}: {message}"),
-                            help,
-                        );
-                    }
-                }
-                ok.then_some(t)
-            }
-            Err(e) => {
-                let needle = text.value[e.offset..]
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                self.within(
-                    text.referenced,
-                    &needle,
-                    format!("{what}: {}", e.message),
-                    None,
-                );
-                None
-            }
-        }
+        let parsed = Template::parse(&text.value).map_err(|e| (e.offset, e.message));
+        self.parsed(what, text, scope, parsed, |t| t.references().collect())
     }
 
     fn condition(
@@ -595,35 +566,40 @@ impl Checker<'_> {
         text: &Spanned<String>,
         scope: &RefScope,
     ) -> Option<Condition> {
-        match Condition::parse(&text.value) {
-            Ok(c) => {
+        let parsed = Condition::parse(&text.value).map_err(|e| (e.offset, e.message));
+        self.parsed(&format!("step `{id}` if"), text, scope, parsed, |c| {
+            c.references()
+        })
+    }
+
+    /// Report a parse error (at its place in the text) or each reference `scope` does
+    /// not allow; the parsed value only when there was neither.
+    fn parsed<T>(
+        &mut self,
+        what: &str,
+        text: &Spanned<String>,
+        scope: &RefScope,
+        parsed: Result<T, (usize, String)>,
+        references: impl Fn(&T) -> Vec<&Reference>,
+    ) -> Option<T> {
+        match parsed {
+            Ok(value) => {
                 let mut ok = true;
-                for r in c.references() {
+                for r in references(&value) {
                     if let Some((message, help)) = scope.problem(r) {
                         ok = false;
-                        self.within(
-                            text.referenced,
-                            &r.to_string(),
-                            format!("step `{id}` if: {message}"),
-                            help,
-                        );
+                        let message = format!("{what}: {message}");
+                        self.within(text.referenced, &r.to_string(), message, help);
                     }
                 }
-                ok.then_some(c)
+                ok.then_some(value)
             }
-            Err(e) => {
-                let needle = text.value[e.offset..].to_owned();
-                let needle = if needle.is_empty() {
-                    text.value.clone()
-                } else {
-                    needle
-                };
-                self.within(
-                    text.referenced,
-                    &needle,
-                    format!("step `{id}` if: {}", e.message),
-                    None,
-                );
+            Err((offset, message)) => {
+                // The rest of the line from the error, to find it in the source.
+                let rest = text.value[offset..].lines().next().unwrap_or_default();
+                let needle = if rest.is_empty() { &text.value } else { rest };
+                let needle = needle.to_owned();
+                self.within(text.referenced, &needle, format!("{what}: {message}"), None);
                 None
             }
         }

@@ -305,13 +305,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    struct Map(HashMap<String, Value>);
-    impl Scope for Map {
-        fn lookup(&self, r: &Reference) -> Option<Value> {
-            self.0.get(&r.to_string()).cloned()
-        }
-    }
+    use crate::recipes::template::MapScope as Map;
 
     fn eval(text: &str) -> bool {
         let scope = Map(HashMap::from([

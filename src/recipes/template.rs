@@ -136,20 +136,25 @@ pub fn parse_reference(text: &str) -> Result<Reference, String> {
     }
 }
 
+/// A scope from reference text (`"inputs.x"`) to value, for tests.
+#[cfg(test)]
+pub(crate) struct MapScope(pub std::collections::HashMap<String, Value>);
+
+#[cfg(test)]
+impl Scope for MapScope {
+    fn lookup(&self, r: &Reference) -> Option<Value> {
+        self.0.get(&r.to_string()).cloned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
     use serde_json::json;
 
+    use super::MapScope as Map;
     use super::*;
-
-    struct Map(HashMap<String, Value>);
-    impl Scope for Map {
-        fn lookup(&self, r: &Reference) -> Option<Value> {
-            self.0.get(&r.to_string()).cloned()
-        }
-    }
 
     #[test]
     fn renders_holes() {
