@@ -26,7 +26,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 mod common;
-use common::{Proc, free_port, repo, start_switchyard};
+use common::{Proc, free_port, percentile, repo, start_switchyard};
 
 /// Counts live heap bytes, for the per-session memory figure.
 struct CountingAlloc;
@@ -92,10 +92,6 @@ async fn start_nats(dir: &std::path::Path) -> (Proc, String) {
 
 fn payload(i: usize) -> serde_json::Value {
     json!({ "i": i, "pad": "x".repeat(PAYLOAD) })
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
 fn ms(d: Duration) -> String {

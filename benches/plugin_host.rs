@@ -24,9 +24,8 @@ use switchyard::plugins::{
 use wasmtime::Store;
 use wasmtime::component::Component;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{percentile, repo};
 
 fn component_path(dir: &str, name: &str) -> PathBuf {
     let p = repo().join(dir).join(name).join(format!("{name}.wasm"));
@@ -67,11 +66,10 @@ struct Stats {
 
 fn stats(mut samples: Vec<Duration>) -> Stats {
     samples.sort();
-    let n = samples.len();
     Stats {
-        median: samples[n / 2],
-        p99: samples[(n * 99 / 100).min(n - 1)],
-        n,
+        median: percentile(&samples, 0.5),
+        p99: percentile(&samples, 0.99),
+        n: samples.len(),
     }
 }
 

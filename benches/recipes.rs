@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 
 mod common;
-use common::{repo, start_switchyard};
+use common::{percentile, repo, start_switchyard};
 
 const SAVES: usize = 40;
 const DEBOUNCE_MS: u64 = 100;
@@ -42,8 +42,8 @@ fn check() {
     times.sort();
     println!(
         "check `recipes/code-review.yaml` in-process: median {:.1} µs, p99 {:.1} µs (2,000 runs)\n",
-        micros(times[times.len() / 2]),
-        micros(times[times.len() * 99 / 100])
+        micros(percentile(&times, 0.5)),
+        micros(percentile(&times, 0.99))
     );
 }
 
@@ -119,8 +119,8 @@ async fn reload() {
     );
     println!(
         "| **save → active** | {:.1} ms | {:.1} ms | {:.1} ms |",
-        ms(times[times.len() / 2]),
-        ms(times[times.len() * 99 / 100]),
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
         ms(times[times.len() - 1])
     );
     println!("\nTarget ≤ 250 ms including the debounce.");

@@ -177,14 +177,7 @@ async fn start_up(
             for path in changed {
                 // Editors' temporary and backup files are not recipes; a deleted
                 // recipe file no longer exists, so judge it by its name.
-                let named_like_a_recipe = matches!(
-                    path.extension().and_then(|e| e.to_str()),
-                    Some("yaml" | "yml")
-                ) && !path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with('.'));
-                if named_like_a_recipe && !path.is_dir() {
+                if crate::recipes::is_recipe_name(&path) && !path.is_dir() {
                     recipes.reload(&path).await;
                 }
             }

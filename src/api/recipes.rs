@@ -23,9 +23,7 @@ async fn show(
 ) -> Result<Json<RecipeSummary>, ApiError> {
     state
         .recipes
-        .list()
-        .into_iter()
-        .find(|r| r.name == name)
+        .summary(&name)
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no recipe named `{name}`")))
 }

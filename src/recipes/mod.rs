@@ -150,18 +150,23 @@ pub fn load(path: &Path, plugins: Option<&PluginCatalog>) -> Result<Recipe, Vec<
     }
 }
 
-/// Is this a recipe file by its name (`*.yaml` / `*.yml`, not hidden)?
-pub fn is_recipe_file(path: &Path) -> bool {
+/// Is this a recipe file by its name (`*.yaml` / `*.yml`, not hidden)? Judged by name
+/// alone, so that a deleted recipe file is still recognised.
+pub fn is_recipe_name(path: &Path) -> bool {
     let hidden = path
         .file_name()
         .and_then(|n| n.to_str())
         .is_none_or(|n| n.starts_with('.'));
     !hidden
-        && path.is_file()
         && matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
         )
+}
+
+/// An existing recipe file.
+pub fn is_recipe_file(path: &Path) -> bool {
+    is_recipe_name(path) && path.is_file()
 }
 
 /// The JSON Schema of the recipe format, for editors (yaml-language-server).

@@ -267,6 +267,20 @@ impl RecipeRegistry {
             .map(|(p, _)| p.clone())
     }
 
+    /// The summary of the file whose recipe (or, never loaded, file stem) is `name`.
+    pub fn summary(&self, name: &str) -> Option<RecipeSummary> {
+        let now = chrono::Utc::now();
+        self.read()
+            .iter()
+            .find(|(file, state)| {
+                state
+                    .recipe
+                    .as_ref()
+                    .map_or_else(|| file_stem(file) == name, |r| r.name == name)
+            })
+            .map(|(file, state)| summary(file, state, now))
+    }
+
     pub fn list(&self) -> Vec<RecipeSummary> {
         let now = chrono::Utc::now();
         self.read()
