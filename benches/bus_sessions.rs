@@ -462,7 +462,7 @@ fn report(name: &str, mut lat: Vec<Duration>) {
 async fn idle_session_memory() {
     use switchyard::bus::Bus;
     use switchyard::plugins::{EngineOptions, HostServices, PluginHost};
-    use switchyard::sessions::{Sessions, SessionsConfig};
+    use switchyard::sessions::{NewSession, Sessions, SessionsConfig};
     use switchyard::store::Store;
 
     const N: usize = 5_000;
@@ -501,7 +501,10 @@ async fn idle_session_memory() {
     );
     // Warm up everything that is allocated once (connections, caches, the plugin).
     sessions
-        .create(Some("warm".into()), None, None)
+        .create(NewSession {
+            key: Some("warm".into()),
+            ..NewSession::default()
+        })
         .await
         .unwrap();
     sessions.enqueue("warm", "hi".into()).await.unwrap();
@@ -511,7 +514,10 @@ async fn idle_session_memory() {
     for i in 0..N {
         let key = format!("idle-{i}");
         sessions
-            .create(Some(key.clone()), None, None)
+            .create(NewSession {
+                key: Some(key.clone()),
+                ..NewSession::default()
+            })
             .await
             .unwrap();
         sessions.enqueue(&key, "hello".into()).await.unwrap();

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod plugins;
 pub mod recipes;
+pub mod runs;
 pub mod server;
 pub mod sessions;
 pub mod store;

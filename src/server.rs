@@ -18,6 +18,7 @@ use crate::bus::Bus;
 use crate::config::Config;
 use crate::plugins::{EngineOptions, HostServices, PluginHost};
 use crate::recipes::RecipeRegistry;
+use crate::runs::Runs;
 use crate::sessions::{Sessions, SessionsConfig};
 use crate::store::Store;
 
@@ -91,26 +92,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }),
         Some(bus.clone()),
     ));
-    let ready = Arc::new(AtomicBool::new(false));
+    let runs = Runs::new(store.clone(), bus.clone(), sessions.clone());
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let loader = tokio::spawn(start_up(
-        plugins.clone(),
-        sessions.clone(),
-        recipes.clone(),
-        config.clone(),
-        ready.clone(),
-    ));
-
-    let app = api::router(AppState {
+    let state = AppState {
         plugins: plugins.clone(),
         store,
         bus,
-        sessions: sessions.clone(),
+        sessions,
         recipes,
-        ready,
+        runs,
+        ready: Arc::new(AtomicBool::new(false)),
         plugins_dir: config.plugins_dir.clone(),
         shutdown: shutdown.clone(),
-    });
+    };
+    let loader = tokio::spawn(start_up(state.clone(), config.clone()));
+    let app = api::router(state);
     let stop = shutdown.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -131,20 +127,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Load every plugin, resume session queues, load the recipes (they name plugins), mark
-/// the server ready, then reload plugins and recipes as their files change.
-async fn start_up(
-    plugins: Arc<PluginHost>,
-    sessions: Sessions,
-    recipes: Arc<RecipeRegistry>,
-    config: Config,
-    ready: Arc<AtomicBool>,
-) {
+/// Load every plugin, resume session queues and then the runs in flight (their steps
+/// are session turns), load the recipes (they name plugins), mark the server ready,
+/// then reload plugins and recipes as their files change.
+async fn start_up(state: AppState, config: Config) {
+    let AppState {
+        plugins,
+        sessions,
+        recipes,
+        runs,
+        ready,
+        ..
+    } = state;
     let plugin_watch = crate::watch::watch_dir(&config.plugins_dir, PLUGIN_DEBOUNCE);
     let recipe_watch = crate::watch::watch_dir(&config.recipes_dir, RECIPE_DEBOUNCE);
     plugins.scan(&config.plugins_dir).await;
     if let Err(e) = sessions.recover().await {
         tracing::error!(error = %e, "cannot resume session queues");
+    }
+    if let Err(e) = runs.recover().await {
+        tracing::error!(error = %e, "cannot resume the runs in flight");
     }
     recipes.scan(&config.recipes_dir).await;
     ready.store(true, Ordering::Release);

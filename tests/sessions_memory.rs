@@ -56,7 +56,10 @@ async fn idle_sessions_leave_memory_and_come_back() {
     for i in 0..50 {
         let key = format!("s{i}");
         sessions
-            .create(Some(key.clone()), None, None)
+            .create(switchyard::sessions::NewSession {
+                key: Some(key.clone()),
+                ..Default::default()
+            })
             .await
             .unwrap();
         sessions.enqueue(&key, format!("hello {i}")).await.unwrap();

@@ -7,6 +7,7 @@ mod events;
 mod health;
 mod plugins;
 mod recipes;
+mod runs;
 mod sessions;
 
 pub use error::ApiError;
@@ -30,6 +31,7 @@ pub struct AppState {
     pub bus: Bus,
     pub sessions: Sessions,
     pub recipes: Arc<crate::recipes::RecipeRegistry>,
+    pub runs: crate::runs::Runs,
     /// Set once the initial plugin scan finished.
     pub ready: Arc<AtomicBool>,
     pub plugins_dir: std::path::PathBuf,
@@ -66,7 +68,8 @@ pub fn router(state: AppState) -> Router {
             plugins::routes()
                 .merge(events::routes())
                 .merge(sessions::routes())
-                .merge(recipes::routes()),
+                .merge(recipes::routes())
+                .merge(runs::routes()),
         )
         // A 503 from /readyz while starting is expected; errors that matter are logged
         // where they happen, with their cause.

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::error::parse_json;
 use super::{ApiError, AppState};
 use crate::bus::TopicPattern;
-use crate::sessions::SessionError;
+use crate::sessions::{NewSession, SessionError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -58,6 +58,9 @@ struct CreateRequest {
     adapter: Option<String>,
     #[serde(default)]
     config: Option<Value>,
+    /// System text put before the conversation of every turn.
+    #[serde(default)]
+    system: Option<String>,
 }
 
 async fn create(
@@ -67,7 +70,12 @@ async fn create(
     let req: CreateRequest = parse_json(body.0)?;
     let record = state
         .sessions
-        .create(req.key, req.adapter, req.config)
+        .create(NewSession {
+            key: req.key,
+            adapter: req.adapter,
+            config: req.config,
+            system: req.system,
+        })
         .await?;
     let snapshot = state.sessions.snapshot(&record.key).await?;
     Ok((StatusCode::CREATED, Json(json!(snapshot))))

@@ -5,6 +5,7 @@ mod bus;
 mod client;
 mod plugin;
 mod recipe;
+mod run;
 mod scaffold;
 mod session;
 mod sse;
@@ -58,6 +59,9 @@ enum Command {
     /// List recipes, check recipe files, print the recipe format's JSON Schema.
     #[command(subcommand)]
     Recipe(recipe::RecipeCommand),
+    /// List, show, follow and cancel recipe runs.
+    #[command(subcommand)]
+    Run(run::RunCommand),
 }
 
 /// Entry point of the binary.
@@ -81,6 +85,7 @@ pub fn main() -> ExitCode {
             Command::Session(cmd) => session::run(cmd).await,
             Command::Bus(cmd) => bus::run(cmd).await,
             Command::Recipe(cmd) => recipe::run(cmd).await,
+            Command::Run(cmd) => run::run(cmd).await,
         }
     });
     match result {

@@ -1,4 +1,4 @@
-//! `switchyard recipe list|check|schema`.
+//! `switchyard recipe list|check|schema|run`.
 
 use std::path::PathBuf;
 
@@ -31,6 +31,28 @@ pub enum RecipeCommand {
     },
     /// Print the JSON Schema of the recipe format (for yaml-language-server).
     Schema,
+    /// Start a run of a recipe; with --follow, print its steps as they run and exit 1
+    /// if it does not succeed.
+    Run {
+        #[command(flatten)]
+        server: ServerArgs,
+        name: String,
+        /// An input, as NAME=VALUE (repeat for more). Text is read as a number or a
+        /// boolean when the input is one.
+        #[arg(long = "input", short = 'i', value_parser = parse_input)]
+        inputs: Vec<(String, String)>,
+        #[arg(long)]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_input(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not NAME=VALUE")),
+    }
 }
 
 pub async fn run(cmd: RecipeCommand) -> anyhow::Result<()> {
@@ -49,6 +71,38 @@ pub async fn run(cmd: RecipeCommand) -> anyhow::Result<()> {
             plugins,
             json,
         } => check(files, &plugins, json),
+        RecipeCommand::Run {
+            server,
+            name,
+            inputs,
+            follow,
+            json,
+        } => {
+            let client = Client::new(&server);
+            let inputs: serde_json::Map<String, Value> = inputs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            let view = client
+                .post(
+                    &format!("/v1/recipes/{}/runs", super::client::encode(&name)),
+                    &serde_json::json!({ "inputs": inputs }),
+                )
+                .await?;
+            let id = view["id"]
+                .as_str()
+                .context("the server's answer has no run id")?;
+            if follow {
+                eprintln!("run {id} of {name} started");
+                return super::run::follow(&client, id, json).await;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                println!("{id}");
+            }
+            Ok(())
+        }
         RecipeCommand::Schema => {
             println!("{}", serde_json::to_string_pretty(&recipes::json_schema())?);
             Ok(())

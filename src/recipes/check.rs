@@ -311,6 +311,9 @@ impl Checker<'_> {
             }
         }
         Recipe {
+            file: self.file.to_owned(),
+            source: self.text.into(),
+            version: super::version_of(self.text),
             name: raw.name.value,
             description: raw.description.unwrap_or_default(),
             inputs,

@@ -14,7 +14,8 @@ pub mod schedule;
 pub mod template;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -31,6 +32,12 @@ use template::Template;
 /// A checked recipe.
 #[derive(Debug, Clone)]
 pub struct Recipe {
+    pub file: PathBuf,
+    /// The text it was read from: a run keeps it, to go on with this version after a
+    /// restart whatever the file says by then.
+    pub source: Arc<str>,
+    /// Names this text: see [`version_of`].
+    pub version: String,
     pub name: String,
     pub description: String,
     pub inputs: BTreeMap<String, Input>,
@@ -148,6 +155,12 @@ pub fn load(path: &Path, plugins: Option<&PluginCatalog>) -> Result<Recipe, Vec<
             help: None,
         }]),
     }
+}
+
+/// A recipe text's version: the first 12 hex digits of its SHA-256.
+pub fn version_of(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..6])
 }
 
 /// Is this a recipe file by its name (`*.yaml` / `*.yml`, not hidden)? Judged by name

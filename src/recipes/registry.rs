@@ -58,6 +58,8 @@ pub struct RecipeSummary {
     pub file: PathBuf,
     /// `ready`, or `failed` (no version could be loaded).
     pub status: &'static str,
+    /// The version in force (see `recipes::version_of`).
+    pub version: Option<String>,
     pub description: String,
     pub inputs: Value,
     pub steps: Vec<Value>,
@@ -328,6 +330,7 @@ fn summary(file: &Path, state: &FileState, now: chrono::DateTime<chrono::Utc>) -
             name: file_stem(file),
             file: file.to_owned(),
             status: "failed",
+            version: None,
             description: String::new(),
             inputs: json!({}),
             steps: Vec::new(),
@@ -377,6 +380,7 @@ fn summary(file: &Path, state: &FileState, now: chrono::DateTime<chrono::Utc>) -
         .map(|e| json!({ "topic": e.topic.to_string(), "trigger": e.trigger.as_ref().map(|t| &t.plugin) }))
         .collect();
     RecipeSummary {
+        version: Some(r.version.clone()),
         name: r.name.clone(),
         file: file.to_owned(),
         status: "ready",

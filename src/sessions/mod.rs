@@ -21,13 +21,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, Notify, mpsc};
+use tokio::sync::{Mutex, Notify, broadcast, mpsc};
 use tokio_util::task::TaskTracker;
 
 use crate::bus::Bus;
 use crate::plugins::types::{Message, Role, StopReason, TurnRequest};
 use crate::plugins::{PluginHost, TurnControl};
-use crate::store::{MessageRecord, SessionRecord, Store, StoreError};
+use crate::store::{MessageRecord, SessionRecord, Store, StoreError, TurnResult};
 
 pub use events::SessionEvent;
 
@@ -87,6 +87,8 @@ pub struct SessionSnapshot {
     pub id: String,
     pub adapter: String,
     pub config: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
     pub queue_depth: u64,
     pub processing: bool,
     /// The message being processed, if any.
@@ -96,6 +98,22 @@ pub struct SessionSnapshot {
     pub in_memory: bool,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// What a new session is made of; every field has a default.
+#[derive(Debug, Clone, Default)]
+pub struct NewSession {
+    pub key: Option<String>,
+    pub adapter: Option<String>,
+    pub config: Option<Value>,
+    pub system: Option<String>,
+}
+
+/// How a turn ended, as [`Sessions::wait_turn`] reports it.
+#[derive(Debug, Clone)]
+pub struct TurnEnded {
+    pub message_id: String,
+    pub result: TurnResult,
 }
 
 /// Where steering text went.
@@ -122,6 +140,8 @@ struct Inner {
     /// Sessions with a worker, by session id.
     active: Mutex<HashMap<String, Arc<Active>>>,
     workers: TaskTracker,
+    /// Every turn's end, for [`Sessions::wait_turn`].
+    ended: broadcast::Sender<Arc<TurnEnded>>,
 }
 
 /// A session with a worker in memory.
@@ -147,6 +167,7 @@ impl Sessions {
                 config,
                 active: Mutex::new(HashMap::new()),
                 workers: TaskTracker::new(),
+                ended: broadcast::channel(1024).0,
             }),
         }
     }
@@ -184,12 +205,13 @@ impl Sessions {
     }
 
     /// Create a session. `key` defaults to a new ULID, `adapter` to the default.
-    pub async fn create(
-        &self,
-        key: Option<String>,
-        adapter: Option<String>,
-        config: Option<Value>,
-    ) -> Result<SessionRecord, SessionError> {
+    pub async fn create(&self, new: NewSession) -> Result<SessionRecord, SessionError> {
+        let NewSession {
+            key,
+            adapter,
+            config,
+            system,
+        } = new;
         let key = key.unwrap_or_else(|| ulid::Ulid::new().to_string().to_lowercase());
         validate_key(&key)?;
         let adapter = adapter.unwrap_or_else(|| self.inner.config.default_adapter.clone());
@@ -218,6 +240,7 @@ impl Sessions {
             config,
             created_at: now.clone(),
             updated_at: now,
+            system,
         };
         let created = self
             .inner
@@ -242,7 +265,11 @@ impl Sessions {
         if let Some(r) = self.inner.store.session_by_key(key).await? {
             return Ok(r);
         }
-        match self.create(Some(key.to_owned()), None, None).await {
+        let new = NewSession {
+            key: Some(key.to_owned()),
+            ..NewSession::default()
+        };
+        match self.create(new).await {
             Err(SessionError::Exists(_)) => self.record(key).await,
             other => other,
         }
@@ -290,6 +317,7 @@ impl Sessions {
             id: record.id,
             adapter: record.adapter,
             config: record.config,
+            system: record.system,
             queue_depth: counts.queued,
             processing: counts.processing > 0,
             current_message,
@@ -469,6 +497,32 @@ impl Sessions {
         Ok(self.record(key).await?.id)
     }
 
+    /// Wait until the turn of message `message_id` has ended (at once if it has).
+    /// `None` if the message is gone (its session was reset or deleted).
+    pub async fn wait_turn(&self, message_id: &str) -> Result<Option<TurnResult>, SessionError> {
+        // Subscribe before reading the store, so an end between the two is not missed.
+        let mut ended = self.inner.ended.subscribe();
+        loop {
+            match self.inner.store.turn_result(message_id).await? {
+                Some(result) if !result.is_final() => {}
+                other => return Ok(other),
+            }
+            loop {
+                match ended.recv().await {
+                    Ok(end) if end.message_id == message_id => {
+                        return Ok(Some(end.result.clone()));
+                    }
+                    Ok(_) => {}
+                    // Missed some: the store has the answer.
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Err(StoreError::WriterStopped.into());
+                    }
+                }
+            }
+        }
+    }
+
     /// Sessions with a worker in memory now.
     pub async fn in_memory(&self) -> usize {
         self.inner.active.lock().await.len()
@@ -568,18 +622,21 @@ impl Inner {
             hard_abort: hard_abort.clone(),
         });
 
+        let system = record.system.iter().map(|text| Message {
+            role: Role::System,
+            content: text.clone(),
+        });
         let request = TurnRequest {
             session: record.key.clone(),
-            history: history
-                .into_iter()
-                .map(|m| Message {
+            history: system
+                .chain(history.into_iter().map(|m| Message {
                     role: if m.role == "assistant" {
                         Role::Assistant
                     } else {
                         Role::User
                     },
                     content: m.text,
-                })
+                }))
                 .collect(),
             input: message.text.clone(),
             config: record.config.clone(),
@@ -681,6 +738,7 @@ impl Inner {
     ) {
         let (id, key, announced_id) =
             (record.id.clone(), record.key.clone(), message_id.to_owned());
+        let ended_error = error.clone();
         let finished = self
             .store
             .finish_turn(
@@ -705,8 +763,20 @@ impl Inner {
                 }),
             )
             .await;
-        if let Err(e) = &finished {
-            tracing::error!(session = %record.key, error = %e, "cannot record the end of a turn");
+        match finished {
+            Ok(reply) => {
+                let _ = self.ended.send(Arc::new(TurnEnded {
+                    message_id: message_id.to_owned(),
+                    result: TurnResult {
+                        status: status.to_owned(),
+                        error: ended_error,
+                        reply: reply.map(|r| r.text),
+                    },
+                }));
+            }
+            Err(e) => {
+                tracing::error!(session = %record.key, error = %e, "cannot record the end of a turn")
+            }
         }
     }
 

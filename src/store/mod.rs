@@ -89,6 +89,24 @@ pub struct SessionRecord {
     pub config: serde_json::Value,
     pub created_at: String,
     pub updated_at: String,
+    /// System text put before the conversation of every turn (a recipe step's `role`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+}
+
+/// How a turn ended: the status of its user message (`queued` and `processing` while
+/// it has not), and the reply if there is one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnResult {
+    pub status: String,
+    pub error: Option<String>,
+    pub reply: Option<String>,
+}
+
+impl TurnResult {
+    pub fn is_final(&self) -> bool {
+        !matches!(self.status.as_str(), "queued" | "processing")
+    }
 }
 
 /// One message of a session.
@@ -247,10 +265,145 @@ pub trait SessionStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError>;
     async fn queue_counts(&self, session_id: &str) -> Result<QueueCounts, StoreError>;
+    /// How the turn of user message `message_id` ended; `None` if the message is gone.
+    async fn turn_result(&self, message_id: &str) -> Result<Option<TurnResult>, StoreError>;
+}
+
+/// A recipe run as persisted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub recipe: String,
+    /// The first 12 hex digits of the SHA-256 of `source`.
+    pub version: String,
+    pub file: String,
+    /// The recipe text the run started with.
+    #[serde(skip)]
+    pub source: String,
+    pub inputs: serde_json::Value,
+    /// `running`, then `succeeded`, `failed` or `canceled`.
+    pub status: String,
+    /// What started it: `{"kind": "manual" | "schedule" | "event" | "webhook", …}`.
+    pub trigger: serde_json::Value,
+    pub correlation_id: String,
+    pub outputs: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// One step of a run as persisted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub step_id: String,
+    /// `pending`, `running`, `retrying`, then `succeeded`, `failed`, `skipped` or
+    /// `canceled`.
+    pub status: String,
+    /// 1-based attempt number; 0 before the first.
+    pub attempt: u32,
+    /// The key of the step's session.
+    pub session: Option<String>,
+    /// The message of the attempt in flight (or the last one).
+    pub message_id: Option<String>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// When a `retrying` step tries again.
+    pub retry_at: Option<String>,
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub recipe: Option<String>,
+    pub status: Option<String>,
+    /// Runs with ids before this one (newest first paging).
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+/// One firing of an automation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FiringRecord {
+    pub automation: String,
+    /// What fires at most once: a scheduled time, an event id, a request id.
+    pub slot: String,
+    pub scheduled_at: Option<String>,
+    pub fired_at: String,
+    /// `started`, `queued`, `skipped` or `error`.
+    pub decision: String,
+    pub run_id: Option<String>,
+    pub detail: Option<String>,
+    /// The run's status when read (joined, not stored twice).
+    #[serde(default)]
+    pub run_status: Option<String>,
+}
+
+/// An automation's persisted state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutomationState {
+    pub automation: String,
+    pub paused: bool,
+    /// When it was first seen; catch-up never reaches before it.
+    pub since: String,
+    /// The latest scheduled slot recorded.
+    pub last_slot: Option<String>,
+}
+
+/// Recipe runs, their steps, and automation firings.
+#[async_trait::async_trait]
+pub trait RunStore: Send + Sync {
+    /// Create a run and its steps with the event announcing it.
+    async fn create_run(
+        &self,
+        run: RunRecord,
+        steps: Vec<StepRecord>,
+        event: NewEvent,
+    ) -> Result<(), StoreError>;
+    /// Write a run's status, outputs, error and end, with its event.
+    async fn save_run(&self, run: RunRecord, event: NewEvent) -> Result<(), StoreError>;
+    /// Write one step's state, with its event.
+    async fn save_step(
+        &self,
+        run_id: &str,
+        step: StepRecord,
+        event: NewEvent,
+    ) -> Result<(), StoreError>;
+    /// A run and its steps (in file order).
+    async fn run(&self, id: &str) -> Result<Option<(RunRecord, Vec<StepRecord>)>, StoreError>;
+    /// Runs newest first.
+    async fn list_runs(&self, filter: RunFilter) -> Result<Vec<RunRecord>, StoreError>;
+    /// Ids of runs still `running` (to resume after a restart).
+    async fn unfinished_runs(&self) -> Result<Vec<String>, StoreError>;
+    /// Record a firing unless its slot is already recorded; `false` if it was.
+    async fn record_firing(
+        &self,
+        firing: FiringRecord,
+        event: NewEvent,
+    ) -> Result<bool, StoreError>;
+    /// The latest firings of `automation` (all when `None`), newest first.
+    async fn firings(
+        &self,
+        automation: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<FiringRecord>, StoreError>;
+    /// The state of these automations, creating the missing ones (since = `now`).
+    async fn automation_states(
+        &self,
+        automations: Vec<String>,
+        now: String,
+    ) -> Result<Vec<AutomationState>, StoreError>;
+    async fn set_paused(
+        &self,
+        automation: &str,
+        paused: bool,
+        now: String,
+    ) -> Result<(), StoreError>;
 }
 
 /// Everything a backend implements.
-pub trait StoreBackend: KvStore + EventLog + SessionStore {
+pub trait StoreBackend: KvStore + EventLog + SessionStore + RunStore {
     /// (writes, commits) since open; `writes / commits` is the mean group-commit size.
     fn commit_stats(&self) -> (u64, u64);
 }

@@ -63,6 +63,67 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX session_messages_by_session ON session_messages (session_id, turn, seq);
     CREATE INDEX session_messages_by_status ON session_messages (status, session_id, seq);
     "#,
+    // 3: recipe runs and their steps, automation firings and state; a session's
+    // system text (a recipe step's `role`).
+    r#"
+    ALTER TABLE sessions ADD COLUMN system TEXT;
+
+    -- A run keeps the recipe text it started with (`source`): after a restart it goes
+    -- on with that version, whatever the file says now.
+    CREATE TABLE runs (
+        id             TEXT PRIMARY KEY,
+        recipe         TEXT NOT NULL,
+        version        TEXT NOT NULL,
+        file           TEXT NOT NULL,
+        source         TEXT NOT NULL,
+        inputs         TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        trigger        TEXT NOT NULL,
+        correlation_id TEXT NOT NULL,
+        outputs        TEXT,
+        error          TEXT,
+        created_at     TEXT NOT NULL,
+        finished_at    TEXT
+    );
+    CREATE INDEX runs_by_recipe ON runs (recipe, id);
+    CREATE INDEX runs_by_status ON runs (status, id);
+
+    CREATE TABLE run_steps (
+        run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        step_id     TEXT NOT NULL,
+        position    INTEGER NOT NULL,
+        status      TEXT NOT NULL,
+        attempt     INTEGER NOT NULL,
+        session     TEXT,
+        message_id  TEXT,
+        output      TEXT,
+        error       TEXT,
+        started_at  TEXT,
+        finished_at TEXT,
+        retry_at    TEXT,
+        PRIMARY KEY (run_id, step_id)
+    ) WITHOUT ROWID;
+
+    -- One row per slot (a scheduled time, an event id, a webhook request): the
+    -- primary key is what makes a slot fire at most once, across restarts too.
+    CREATE TABLE automation_firings (
+        automation   TEXT NOT NULL,
+        slot         TEXT NOT NULL,
+        scheduled_at TEXT,
+        fired_at     TEXT NOT NULL,
+        decision     TEXT NOT NULL,
+        run_id       TEXT,
+        detail       TEXT,
+        PRIMARY KEY (automation, slot)
+    ) WITHOUT ROWID;
+    CREATE INDEX automation_firings_by_time ON automation_firings (automation, fired_at);
+
+    CREATE TABLE automations (
+        automation TEXT PRIMARY KEY,
+        paused     INTEGER NOT NULL DEFAULT 0,
+        since      TEXT NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version after every migration ran.

@@ -12,7 +12,7 @@ use super::events::record_event;
 use super::{CachedStatements, SqliteStore};
 use crate::store::{
     AnnounceFinished, AnnounceInterrupted, AnnounceQueued, AnnounceSession, AnnounceTaken,
-    MessageRecord, QueueCounts, SessionRecord, SessionStore, StoreError,
+    MessageRecord, QueueCounts, SessionRecord, SessionStore, StoreError, TurnResult,
 };
 
 fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
@@ -24,6 +24,7 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
         config: serde_json::from_str(&config).unwrap_or(serde_json::Value::Null),
         created_at: r.get(4)?,
         updated_at: r.get(5)?,
+        system: r.get(6)?,
     })
 }
 
@@ -45,7 +46,7 @@ fn message_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<MessageR
     })
 }
 
-const SESSION_COLUMNS: &str = "id, key, adapter, config, created_at, updated_at";
+const SESSION_COLUMNS: &str = "id, key, adapter, config, created_at, updated_at, system";
 const MESSAGE_COLUMNS: &str = "seq, id, role, text, status, created_at, finished_at, error";
 
 #[async_trait::async_trait]
@@ -59,15 +60,16 @@ impl SessionStore for SqliteStore {
     ) -> Result<Option<SessionRecord>, StoreError> {
         self.write_events(move |c, events| {
             let inserted = c.exec(
-                "INSERT INTO sessions (id, key, adapter, config, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO NOTHING",
+                "INSERT INTO sessions (id, key, adapter, config, created_at, updated_at, system)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (key) DO NOTHING",
                 params![
                     record.id,
                     record.key,
                     record.adapter,
                     record.config.to_string(),
                     record.created_at,
-                    record.updated_at
+                    record.updated_at,
+                    record.system
                 ],
             )?;
             if inserted == 0 {
@@ -366,6 +368,28 @@ impl SessionStore for SqliteStore {
             ))?;
             let rows = stmt.query_map(params![session_id, limit as i64], message_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// How the turn of user message `message_id` ended, with its reply.
+    async fn turn_result(&self, message_id: &str) -> Result<Option<TurnResult>, StoreError> {
+        let message_id = message_id.to_owned();
+        self.read(move |c| {
+            Ok(c.one(
+                "SELECT m.status, m.error, (SELECT r.text FROM session_messages r
+                     WHERE r.session_id = m.session_id AND r.turn = m.turn AND r.role = 'assistant')
+                 FROM session_messages m WHERE m.id = ?1 AND m.role = 'user'",
+                [message_id],
+                |r| {
+                    Ok(TurnResult {
+                        status: r.get(0)?,
+                        error: r.get(1)?,
+                        reply: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
         })
         .await
     }

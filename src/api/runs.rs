@@ -1,0 +1,153 @@
+//! Runs: `POST /v1/recipes/{name}/runs` starts one; `/v1/runs` lists, shows, follows
+//! and cancels them.
+
+use std::convert::Infallible;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::error::parse_json;
+use super::{ApiError, AppState};
+use crate::bus::TopicPattern;
+use crate::runs::{RunError, RunView, Trigger};
+use crate::store::RunFilter;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/recipes/{name}/runs", post(start))
+        .route("/runs", get(list))
+        .route("/runs/{id}", get(show))
+        .route("/runs/{id}/cancel", post(cancel))
+        .route("/runs/{id}/events", get(events))
+}
+
+impl From<RunError> for ApiError {
+    fn from(e: RunError) -> Self {
+        let message = e.to_string();
+        match e {
+            RunError::NotFound(_) => ApiError::not_found(message),
+            RunError::Inputs(problems) => {
+                ApiError::bad_request(message).with_field(problems[0].field.clone())
+            }
+            RunError::Ended { .. } => ApiError::new(StatusCode::CONFLICT, "ended", message),
+            RunError::Store(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", message),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRequest {
+    #[serde(default)]
+    inputs: Map<String, Value>,
+    /// Ties the run's events to the caller's own work; the run's id otherwise.
+    #[serde(default)]
+    correlation_id: Option<String>,
+}
+
+/// The recipe in force named `name`, or a 404 naming the nearest one.
+pub fn recipe(
+    state: &AppState,
+    name: &str,
+) -> Result<std::sync::Arc<crate::recipes::Recipe>, ApiError> {
+    state.recipes.get(name).ok_or_else(|| {
+        let names: Vec<String> = state
+            .recipes
+            .recipes()
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
+        let hint = crate::recipes::check::nearest(name, names.iter().map(String::as_str))
+            .map(|n| format!("; did you mean `{n}`?"))
+            .unwrap_or_default();
+        ApiError::not_found(format!("no recipe named `{name}`{hint}"))
+    })
+}
+
+async fn start(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Option<Json<Value>>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req: StartRequest = parse_json(body.map_or_else(|| json!({}), |b| b.0))?;
+    let recipe = recipe(&state, &name)?;
+    let trigger = Trigger {
+        detail: json!({ "kind": "manual" }),
+        correlation_id: req.correlation_id,
+    };
+    let run = state.runs.start(recipe, req.inputs, trigger).await?;
+    let view = state.runs.get(&run.id).await?;
+    Ok((StatusCode::CREATED, Json(json!(view))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    recipe: Option<String>,
+    status: Option<String>,
+    /// The previous page's `next`.
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let runs = state
+        .runs
+        .list(RunFilter {
+            recipe: q.recipe,
+            status: q.status,
+            before: q.before,
+            limit,
+        })
+        .await?;
+    let next = (runs.len() == limit)
+        .then(|| runs.last().map(|r| r.id.clone()))
+        .flatten();
+    Ok(Json(json!({ "runs": runs, "next": next })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RunView>, ApiError> {
+    Ok(Json(state.runs.get(&id).await?))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RunView>, ApiError> {
+    Ok(Json(state.runs.cancel(&id).await?))
+}
+
+/// SSE: a `snapshot` message (the run and its steps), then the run's events.
+async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    state.runs.get(&id).await?;
+    let cursor = super::resume_cursor(&headers, None)?;
+    let pattern = TopicPattern::parse(&format!("run.{id}.>"))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Subscribe before taking the snapshot, so nothing between the two is lost.
+    let subscription = super::subscribe(&state, pattern, cursor).await?;
+    let snapshot = state.runs.get(&id).await?;
+    let first = SseEvent::default()
+        .event("snapshot")
+        .data(serde_json::to_string(&snapshot).unwrap_or_default());
+    let head = futures::stream::once(async move { Ok::<_, Infallible>(first) });
+    let tail = super::events_stream(subscription, true);
+    use futures::StreamExt;
+    Ok(super::sse(&state, head.chain(tail)))
+}
