@@ -14,6 +14,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::automations::Automations;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::plugins::{EngineOptions, HostServices, PluginHost};
@@ -93,6 +94,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(bus.clone()),
     ));
     let runs = Runs::new(store.clone(), bus.clone(), sessions.clone());
+    let automations = Automations::new(
+        store.clone(),
+        bus.clone(),
+        runs.clone(),
+        recipes.clone(),
+        plugins.clone(),
+    );
     let shutdown = tokio_util::sync::CancellationToken::new();
     let state = AppState {
         plugins: plugins.clone(),
@@ -101,6 +109,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         sessions,
         recipes,
         runs,
+        automations,
         ready: Arc::new(AtomicBool::new(false)),
         plugins_dir: config.plugins_dir.clone(),
         shutdown: shutdown.clone(),
@@ -128,14 +137,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// Load every plugin, resume session queues and then the runs in flight (their steps
-/// are session turns), load the recipes (they name plugins), mark the server ready,
-/// then reload plugins and recipes as their files change.
+/// are session turns), load the recipes (they name plugins), start the automations,
+/// mark the server ready, then reload plugins and recipes as their files change.
 async fn start_up(state: AppState, config: Config) {
     let AppState {
         plugins,
         sessions,
         recipes,
         runs,
+        automations,
         ready,
         ..
     } = state;
@@ -149,6 +159,8 @@ async fn start_up(state: AppState, config: Config) {
         tracing::error!(error = %e, "cannot resume the runs in flight");
     }
     recipes.scan(&config.recipes_dir).await;
+    // Schedules, bus events and webhooks fire from here on (missed slots first).
+    tokio::spawn(automations.run());
     ready.store(true, Ordering::Release);
     let plugin_changes = async {
         let (_watch, mut changes) = match plugin_watch {

@@ -1,6 +1,7 @@
 //! The HTTP API (axum): `/healthz`, `/readyz` and everything under `/v1`, JSON in and
 //! out, errors in one shape: `{"error": {"code", "message", "field"?}}`.
 
+mod automations;
 mod chat;
 mod error;
 mod events;
@@ -32,6 +33,7 @@ pub struct AppState {
     pub sessions: Sessions,
     pub recipes: Arc<crate::recipes::RecipeRegistry>,
     pub runs: crate::runs::Runs,
+    pub automations: crate::automations::Automations,
     /// Set once the initial plugin scan finished.
     pub ready: Arc<AtomicBool>,
     pub plugins_dir: std::path::PathBuf,
@@ -69,7 +71,8 @@ pub fn router(state: AppState) -> Router {
                 .merge(events::routes())
                 .merge(sessions::routes())
                 .merge(recipes::routes())
-                .merge(runs::routes()),
+                .merge(runs::routes())
+                .merge(automations::routes()),
         )
         // A 503 from /readyz while starting is expected; errors that matter are logged
         // where they happen, with their cause.

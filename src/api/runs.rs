@@ -36,6 +36,7 @@ impl From<RunError> for ApiError {
                 ApiError::bad_request(message).with_field(problems[0].field.clone())
             }
             RunError::Ended { .. } => ApiError::new(StatusCode::CONFLICT, "ended", message),
+            RunError::SlotTaken { .. } => ApiError::new(StatusCode::CONFLICT, "fired", message),
             RunError::Store(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", message),
         }
     }
@@ -78,8 +79,8 @@ async fn start(
     let req: StartRequest = parse_json(body.map_or_else(|| json!({}), |b| b.0))?;
     let recipe = recipe(&state, &name)?;
     let trigger = Trigger {
-        detail: json!({ "kind": "manual" }),
         correlation_id: req.correlation_id,
+        ..Trigger::manual()
     };
     let run = state.runs.start(recipe, req.inputs, trigger).await?;
     let view = state.runs.get(&run.id).await?;

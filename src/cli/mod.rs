@@ -1,6 +1,7 @@
 //! The command line: `serve`, and verbs per part that talk to a running server (found by
 //! `--server` / `SWITCHYARD_URL`) or work offline where that makes sense.
 
+mod automation;
 mod bus;
 mod client;
 mod plugin;
@@ -59,6 +60,9 @@ enum Command {
     /// List recipes, check recipe files, print the recipe format's JSON Schema.
     #[command(subcommand)]
     Recipe(recipe::RecipeCommand),
+    /// List automations (recipes' `on:` blocks), fire, pause and resume them.
+    #[command(subcommand)]
+    Automation(automation::AutomationCommand),
     /// List, show, follow and cancel recipe runs.
     #[command(subcommand)]
     Run(run::RunCommand),
@@ -86,6 +90,7 @@ pub fn main() -> ExitCode {
             Command::Bus(cmd) => bus::run(cmd).await,
             Command::Recipe(cmd) => recipe::run(cmd).await,
             Command::Run(cmd) => run::run(cmd).await,
+            Command::Automation(cmd) => automation::run(cmd).await,
         }
     });
     match result {

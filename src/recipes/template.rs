@@ -107,6 +107,17 @@ impl Template {
     }
 }
 
+impl Template {
+    /// Like [`Template::render`], except that a template that is one hole and nothing
+    /// else gives the value itself: `"{{ event.data.count }}"` stays a number.
+    pub fn render_value(&self, scope: &dyn Scope) -> Value {
+        match self.pieces.as_slice() {
+            [Piece::Hole(r)] => scope.lookup(r).unwrap_or(Value::Null),
+            _ => Value::String(self.render(scope)),
+        }
+    }
+}
+
 /// `inputs.x`, `steps.x.output`, `event.a.b`.
 pub fn parse_reference(text: &str) -> Result<Reference, String> {
     let parts: Vec<&str> = text.split('.').collect();

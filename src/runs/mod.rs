@@ -29,7 +29,7 @@ use tokio_util::task::TaskTracker;
 use crate::bus::Bus;
 use crate::recipes::Recipe;
 use crate::sessions::Sessions;
-use crate::store::{RunFilter, RunRecord, StepRecord, Store, StoreError};
+use crate::store::{FiringRecord, RunFilter, RunRecord, StepRecord, Store, StoreError};
 pub use inputs::InputProblem;
 
 /// Why a run operation was refused.
@@ -39,6 +39,8 @@ pub enum RunError {
     NotFound(String),
     #[error("{}", .0.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("; "))]
     Inputs(Vec<InputProblem>),
+    #[error("slot `{slot}` of automation `{automation}` has fired already")]
+    SlotTaken { automation: String, slot: String },
     #[error("run `{id}` has already ended ({status})")]
     Ended { id: String, status: String },
     #[error(transparent)]
@@ -60,6 +62,9 @@ pub struct Trigger {
     pub detail: Value,
     /// Taken from the start (an event's, a request's); a new one otherwise.
     pub correlation_id: Option<String>,
+    /// The automation firing that starts it: recorded with the run, atomically, and
+    /// refused ([`RunError::SlotTaken`]) if its slot has fired already.
+    pub firing: Option<FiringRecord>,
 }
 
 impl Trigger {
@@ -67,6 +72,7 @@ impl Trigger {
         Self {
             detail: json!({ "kind": "manual" }),
             correlation_id: None,
+            firing: None,
         }
     }
 }
@@ -153,10 +159,23 @@ impl Runs {
                 "trigger": run.trigger,
             }),
         );
-        self.inner
+        let firing = trigger.firing.map(|mut f| {
+            f.run_id = Some(run.id.clone());
+            let announce = crate::automations::firing_event(&f, &run.correlation_id);
+            (f, announce)
+        });
+        let slot = firing
+            .as_ref()
+            .map(|(f, _)| (f.automation.clone(), f.slot.clone()));
+        let created = self
+            .inner
             .store
-            .create_run(run.clone(), steps.clone(), event)
+            .create_run(run.clone(), steps.clone(), event, firing)
             .await?;
+        if !created {
+            let (automation, slot) = slot.unwrap_or_default();
+            return Err(RunError::SlotTaken { automation, slot });
+        }
         self.drive(recipe, run.clone(), steps);
         Ok(run)
     }

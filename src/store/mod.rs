@@ -354,13 +354,16 @@ pub struct AutomationState {
 /// Recipe runs, their steps, and automation firings.
 #[async_trait::async_trait]
 pub trait RunStore: Send + Sync {
-    /// Create a run and its steps with the event announcing it.
+    /// Create a run and its steps with the event announcing it. With a `firing`, in
+    /// the same transaction: the firing is recorded too, and nothing is written (and
+    /// `false` returned) if its slot already was.
     async fn create_run(
         &self,
         run: RunRecord,
         steps: Vec<StepRecord>,
         event: NewEvent,
-    ) -> Result<(), StoreError>;
+        firing: Option<(FiringRecord, NewEvent)>,
+    ) -> Result<bool, StoreError>;
     /// Write a run's status, outputs, error and end, with its event.
     async fn save_run(&self, run: RunRecord, event: NewEvent) -> Result<(), StoreError>;
     /// Write one step's state, with its event.

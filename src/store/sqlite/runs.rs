@@ -77,8 +77,15 @@ impl RunStore for SqliteStore {
         run: RunRecord,
         steps: Vec<StepRecord>,
         event: NewEvent,
-    ) -> Result<(), StoreError> {
+        firing: Option<(FiringRecord, NewEvent)>,
+    ) -> Result<bool, StoreError> {
         self.write_events(move |c, events| {
+            if let Some((firing, announce)) = firing {
+                if !insert_firing(c, &firing)? {
+                    return Ok(false);
+                }
+                record_event(c, announce, events)?;
+            }
             c.exec(
                 &format!(
                     "INSERT INTO runs ({RUN_COLUMNS})
@@ -103,7 +110,8 @@ impl RunStore for SqliteStore {
             for (position, step) in steps.iter().enumerate() {
                 insert_step(c, &run.id, position, step)?;
             }
-            record_event(c, event, events)
+            record_event(c, event, events)?;
+            Ok(true)
         })
         .await
     }
@@ -216,21 +224,7 @@ impl RunStore for SqliteStore {
         event: NewEvent,
     ) -> Result<bool, StoreError> {
         self.write_events(move |c, events| {
-            let inserted = c.exec(
-                "INSERT INTO automation_firings
-                     (automation, slot, scheduled_at, fired_at, decision, run_id, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
-                params![
-                    firing.automation,
-                    firing.slot,
-                    firing.scheduled_at,
-                    firing.fired_at,
-                    firing.decision,
-                    firing.run_id,
-                    firing.detail
-                ],
-            )?;
-            if inserted == 0 {
+            if !insert_firing(c, &firing)? {
                 return Ok(false);
             }
             record_event(c, event, events)?;
@@ -319,6 +313,25 @@ impl RunStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Record a firing unless its slot is taken; whether it was recorded.
+fn insert_firing(c: &rusqlite::Connection, firing: &FiringRecord) -> Result<bool, StoreError> {
+    let inserted = c.exec(
+        "INSERT INTO automation_firings
+             (automation, slot, scheduled_at, fired_at, decision, run_id, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+        params![
+            firing.automation,
+            firing.slot,
+            firing.scheduled_at,
+            firing.fired_at,
+            firing.decision,
+            firing.run_id,
+            firing.detail
+        ],
+    )?;
+    Ok(inserted == 1)
 }
 
 fn insert_step(

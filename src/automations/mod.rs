@@ -1,0 +1,844 @@
+//! Automations: the `on:` block of recipes — cron schedules, bus events (optionally
+//! decided by a trigger plugin) and webhooks — firing recipe runs.
+//!
+//! Every automation has an id: `<recipe>:schedule`, `<recipe>:event`, `<recipe>:webhook`
+//! (`:2`, `:3`… for a recipe's second and later of a kind).
+//!
+//! Invariants:
+//! - A slot (a scheduled time, an event id, a webhook request) fires at most once, also
+//!   across restarts: the firing is recorded in the same transaction as the run it
+//!   starts (or with its decision: skipped, error), and a slot already recorded is
+//!   never started again.
+//! - Slots missed while the server was down are caught up at start by the schedule's
+//!   `catch_up` (none: recorded as missed; latest; all, within `catch_up_window`).
+//! - A recipe reload recomputes schedules; an unchanged schedule keeps its next slot.
+
+pub mod timetable;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use tokio::sync::Notify;
+
+use crate::bus::{Bus, Event, NewEvent};
+use crate::plugins::PluginHost;
+use crate::recipes::template::{Reference, Scope, Template};
+use crate::recipes::{CatchUp, Overlap, Recipe, RecipeRegistry};
+use crate::runs::{RunError, Runs, Trigger};
+use crate::store::{FiringRecord, Store, StoreError};
+use timetable::Timetable;
+
+/// The id of a recipe's `index`-th automation of `kind`.
+pub fn automation_id(recipe: &str, kind: &str, index: usize) -> String {
+    match index {
+        0 => format!("{recipe}:{kind}"),
+        n => format!("{recipe}:{kind}:{}", n + 1),
+    }
+}
+
+/// A slot's time as recorded: RFC 3339 in UTC to the millisecond, so that text order
+/// is time order.
+fn slot_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The bus event announcing a firing (topic `automation.<recipe>.fired`).
+pub fn firing_event(firing: &FiringRecord, correlation_id: &str) -> NewEvent {
+    let recipe = firing.automation.split(':').next().unwrap_or_default();
+    NewEvent {
+        topic: format!("automation.{recipe}.{}", firing.decision),
+        event_type: format!("switchyard.automation.{}", firing.decision),
+        source: "switchyard".into(),
+        subject: Some(firing.automation.clone()),
+        correlation_id: Some(correlation_id.to_owned()),
+        data: json!(firing),
+    }
+}
+
+/// Why an automation operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AutomationError {
+    #[error("no automation `{0}`{1}")]
+    NotFound(String, String),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An automation as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct AutomationView {
+    pub id: String,
+    pub recipe: String,
+    /// `schedule`, `event` or `webhook`.
+    pub kind: &'static str,
+    /// The cron expression and zone, the topic pattern, or the webhook path.
+    pub detail: Value,
+    pub paused: bool,
+    /// The next firings (schedules).
+    pub next: Vec<String>,
+    /// Runs it started that are still going.
+    pub running: Vec<String>,
+    pub last_firing: Option<FiringRecord>,
+}
+
+/// One automation of the recipes in force.
+#[derive(Clone)]
+struct Known {
+    recipe: Arc<Recipe>,
+    kind: &'static str,
+    index: usize,
+}
+
+/// A firing about to happen.
+struct Firing {
+    automation: String,
+    recipe: Arc<Recipe>,
+    slot: String,
+    scheduled_at: Option<DateTime<Utc>>,
+    inputs: Map<String, Value>,
+    trigger: Value,
+    correlation_id: Option<String>,
+    overlap: Overlap,
+    /// Said in the firing record (e.g. "caught up after a stop").
+    detail: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    timetable: Timetable,
+    known: HashMap<String, Known>,
+    paused: HashSet<String>,
+    /// Automations whose `since` exists in the store.
+    registered: HashSet<String>,
+    /// Runs each automation started that have not ended.
+    running: HashMap<String, Vec<String>>,
+    /// `overlap: queue`: the one firing waiting for the running run to end.
+    waiting: HashMap<String, Firing>,
+}
+
+/// The automations service; cheap to clone.
+#[derive(Clone)]
+pub struct Automations {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    bus: Bus,
+    runs: Runs,
+    recipes: Arc<RecipeRegistry>,
+    plugins: Arc<PluginHost>,
+    state: std::sync::Mutex<State>,
+    /// The timetable changed: the scheduler recomputes its wake-up.
+    changed: Notify,
+}
+
+impl Automations {
+    pub fn new(
+        store: Store,
+        bus: Bus,
+        runs: Runs,
+        recipes: Arc<RecipeRegistry>,
+        plugins: Arc<PluginHost>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                bus,
+                runs,
+                recipes,
+                plugins,
+                state: std::sync::Mutex::new(State::default()),
+                changed: Notify::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Take the recipes in force, catch up what was missed while down, then fire
+    /// schedules, bus events and queued firings until the process ends. Call once the
+    /// recipes are loaded and the runs in flight resumed.
+    pub async fn run(self) {
+        let mut generation = self.inner.recipes.generation();
+        generation.mark_unchanged();
+        let mut ended = self.inner.runs.ended();
+        let mut events = self.inner.bus.subscribe();
+        if let Err(e) = self.refresh(true).await {
+            tracing::error!(error = %e, "automations: cannot read their state; retrying on the next recipe change");
+        }
+        loop {
+            let wake = self.state().timetable.next_wake();
+            let sleep = wake
+                .map(|w| (w - Utc::now()).to_std().unwrap_or_default())
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => self.fire_due(Utc::now()),
+                () = self.inner.changed.notified() => {}
+                changed = generation.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if let Err(e) = self.refresh(false).await {
+                        tracing::error!(error = %e, "automations: cannot apply a recipe change");
+                    }
+                }
+                run = ended.recv() => match run {
+                    Ok(run) => self.run_ended(&run.id),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.prune_running(),
+                    Err(_) => return,
+                },
+                event = events.recv() => match event {
+                    Ok(event) => self.on_event(event),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "automations: fell behind the bus; some events did not reach event automations");
+                    }
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+
+    /// Rebuild from the recipes in force; at start (`catch_up`), fire what was missed.
+    async fn refresh(&self, catch_up: bool) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let mut known = HashMap::new();
+        let mut schedules = Vec::new();
+        for recipe in self.inner.recipes.recipes() {
+            for index in 0..recipe.schedules.len() {
+                let id = automation_id(&recipe.name, "schedule", index);
+                schedules.push((id.clone(), recipe.clone(), index));
+                known.insert(
+                    id,
+                    Known {
+                        recipe: recipe.clone(),
+                        kind: "schedule",
+                        index,
+                    },
+                );
+            }
+            for index in 0..recipe.events.len() {
+                let id = automation_id(&recipe.name, "event", index);
+                known.insert(
+                    id,
+                    Known {
+                        recipe: recipe.clone(),
+                        kind: "event",
+                        index,
+                    },
+                );
+            }
+            for index in 0..recipe.webhooks.len() {
+                let id = automation_id(&recipe.name, "webhook", index);
+                known.insert(
+                    id,
+                    Known {
+                        recipe: recipe.clone(),
+                        kind: "webhook",
+                        index,
+                    },
+                );
+            }
+        }
+        let new: Vec<String> = {
+            let state = self.state();
+            known
+                .keys()
+                .filter(|id| catch_up || !state.registered.contains(*id))
+                .cloned()
+                .collect()
+        };
+        let states = self
+            .inner
+            .store
+            .automation_states(new, slot_text(now))
+            .await?;
+        let mut missed = Vec::new();
+        {
+            let mut state = self.state();
+            for s in &states {
+                state.registered.insert(s.automation.clone());
+                if s.paused {
+                    state.paused.insert(s.automation.clone());
+                }
+                let Some(k) = known.get(&s.automation).filter(|k| k.kind == "schedule") else {
+                    continue;
+                };
+                if !catch_up || s.paused {
+                    continue;
+                }
+                let from = [Some(&s.since), s.last_slot.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc))
+                    .max()
+                    .unwrap_or(now);
+                let slots = timetable::missed(&k.recipe.schedules[k.index], from, now);
+                if !slots.is_empty() {
+                    missed.push((s.automation.clone(), k.clone(), slots));
+                }
+            }
+            state.timetable.replace(schedules, now);
+            state.known = known;
+        }
+        self.inner.changed.notify_one();
+        for (id, known, slots) in missed {
+            self.catch_up(id, known, slots).await;
+        }
+        Ok(())
+    }
+
+    /// Slots missed while down, by the schedule's `catch_up`.
+    async fn catch_up(&self, id: String, known: Known, slots: Vec<DateTime<Utc>>) {
+        let schedule = &known.recipe.schedules[known.index];
+        let count = slots.len();
+        let latest = *slots.last().expect("not empty");
+        let chosen: Vec<DateTime<Utc>> = match schedule.catch_up {
+            CatchUp::None => {
+                // Recorded once, at the latest slot, so the next start does not count
+                // them again.
+                let firing = FiringRecord {
+                    automation: id.clone(),
+                    slot: slot_text(latest),
+                    scheduled_at: Some(slot_text(latest)),
+                    fired_at: crate::time::now_rfc3339(),
+                    decision: "missed".into(),
+                    run_id: None,
+                    detail: Some(format!(
+                        "{count} firing(s) missed while switchyard was down; catch_up is none"
+                    )),
+                    run_status: None,
+                };
+                self.record(firing).await;
+                Vec::new()
+            }
+            CatchUp::Latest => vec![latest],
+            CatchUp::All => slots,
+        };
+        tracing::info!(automation = %id, missed = count, replaying = chosen.len(), "automations: catching up");
+        for slot in chosen {
+            let firing =
+                self.scheduled_firing(&id, &known, slot, Some("caught up after a stop".into()));
+            self.fire(firing).await;
+        }
+    }
+
+    fn scheduled_firing(
+        &self,
+        id: &str,
+        known: &Known,
+        slot: DateTime<Utc>,
+        detail: Option<String>,
+    ) -> Firing {
+        let schedule = &known.recipe.schedules[known.index];
+        Firing {
+            automation: id.to_owned(),
+            recipe: known.recipe.clone(),
+            slot: slot_text(slot),
+            scheduled_at: Some(slot),
+            inputs: schedule.inputs.clone().into_iter().collect(),
+            trigger: json!({ "kind": "schedule", "automation": id, "scheduled_at": slot_text(slot) }),
+            correlation_id: None,
+            overlap: schedule.overlap,
+            detail,
+        }
+    }
+
+    /// Fire every schedule slot due at `now` (each in its own task: a slow store write
+    /// for one does not delay the others).
+    fn fire_due(&self, now: DateTime<Utc>) {
+        let due = {
+            let mut state = self.state();
+            let due = state.timetable.due(now);
+            due.into_iter()
+                .filter(|(id, _)| !state.paused.contains(id))
+                .filter_map(|(id, slot)| Some((state.known.get(&id)?.clone(), id, slot)))
+                .collect::<Vec<_>>()
+        };
+        for (known, id, slot) in due {
+            let firing = self.scheduled_firing(&id, &known, slot, None);
+            let this = self.clone();
+            tokio::spawn(async move { this.fire(firing).await });
+        }
+    }
+
+    /// Apply the overlap policy and start (or record why not).
+    async fn fire(&self, firing: Firing) {
+        let running = self.running_of(&firing.automation);
+        if running.is_empty() || firing.overlap == Overlap::Allow {
+            return self.start(firing).await;
+        }
+        let others = running.join(", ");
+        match firing.overlap {
+            Overlap::Allow => unreachable!("handled above"),
+            Overlap::Skip => {
+                let record = self.decided(
+                    &firing,
+                    "skipped",
+                    format!("run {others} is still running (overlap: skip)"),
+                );
+                self.record(record).await;
+            }
+            Overlap::Queue => {
+                let refused = {
+                    let mut state = self.state();
+                    if state.waiting.contains_key(&firing.automation) {
+                        Some(firing)
+                    } else {
+                        tracing::info!(automation = %firing.automation, slot = %firing.slot, "automations: firing waits for the running run");
+                        state.waiting.insert(firing.automation.clone(), firing);
+                        None
+                    }
+                };
+                if let Some(firing) = refused {
+                    let record = self.decided(&firing, "skipped", format!("run {others} is still running and a firing already waits (overlap: queue)"));
+                    self.record(record).await;
+                }
+            }
+            Overlap::CancelPrevious => {
+                for id in &running {
+                    if let Err(e) = self.inner.runs.cancel(id).await {
+                        tracing::warn!(run = %id, error = %e, "automations: cannot cancel the previous run");
+                    }
+                }
+                let detail = format!("canceled run {others} (overlap: cancel_previous)");
+                self.start(Firing {
+                    detail: Some(detail),
+                    ..firing
+                })
+                .await;
+            }
+        }
+    }
+
+    async fn start(&self, firing: Firing) {
+        let record = self.decided(
+            &firing,
+            "started",
+            firing.detail.clone().unwrap_or_default(),
+        );
+        let trigger = Trigger {
+            detail: firing.trigger.clone(),
+            correlation_id: firing.correlation_id.clone(),
+            firing: Some(FiringRecord {
+                detail: firing.detail.clone(),
+                ..record
+            }),
+        };
+        let automation = firing.automation.clone();
+        match self
+            .inner
+            .runs
+            .start(firing.recipe.clone(), firing.inputs.clone(), trigger)
+            .await
+        {
+            Ok(run) => {
+                self.state()
+                    .running
+                    .entry(automation)
+                    .or_default()
+                    .push(run.id.clone());
+                // A run that ended before it was added here is forgotten at once.
+                if !self.inner.runs.is_live(&run.id) {
+                    self.run_ended(&run.id);
+                }
+            }
+            Err(RunError::SlotTaken { .. }) => {
+                tracing::debug!(automation = %automation, slot = %firing.slot, "automations: slot fired already");
+            }
+            Err(e) => {
+                tracing::warn!(automation = %automation, error = %e, "automations: cannot start a run");
+                let record = self.decided(&firing, "error", e.to_string());
+                self.record(record).await;
+            }
+        }
+    }
+
+    fn decided(&self, firing: &Firing, decision: &str, detail: String) -> FiringRecord {
+        FiringRecord {
+            automation: firing.automation.clone(),
+            slot: firing.slot.clone(),
+            scheduled_at: firing.scheduled_at.map(slot_text),
+            fired_at: crate::time::now_rfc3339(),
+            decision: decision.into(),
+            run_id: None,
+            detail: (!detail.is_empty()).then_some(detail),
+            run_status: None,
+        }
+    }
+
+    async fn record(&self, firing: FiringRecord) {
+        let correlation = firing.slot.clone();
+        let event = firing_event(&firing, &correlation);
+        if let Err(e) = self.inner.store.record_firing(firing, event).await {
+            tracing::error!(error = %e, "automations: cannot record a firing");
+        }
+    }
+
+    fn running_of(&self, automation: &str) -> Vec<String> {
+        let mut state = self.state();
+        let runs = &self.inner.runs;
+        let list = state.running.entry(automation.to_owned()).or_default();
+        list.retain(|id| runs.is_live(id));
+        list.clone()
+    }
+
+    /// A run ended: forget it, and start the firing that waited for it.
+    fn run_ended(&self, run_id: &str) {
+        let waiting = {
+            let mut state = self.state();
+            let Some(automation) = state
+                .running
+                .iter()
+                .find(|(_, runs)| runs.iter().any(|r| r == run_id))
+                .map(|(a, _)| a.clone())
+            else {
+                return;
+            };
+            let runs = state.running.get_mut(&automation).expect("found above");
+            runs.retain(|r| r != run_id);
+            if runs.is_empty() {
+                state.waiting.remove(&automation)
+            } else {
+                None
+            }
+        };
+        if let Some(firing) = waiting {
+            let this = self.clone();
+            tokio::spawn(async move { this.start(firing).await });
+        }
+    }
+
+    /// After missing run ends: drop runs that are no longer live.
+    fn prune_running(&self) {
+        let ids: Vec<String> = self.state().running.values().flatten().cloned().collect();
+        for id in ids {
+            if !self.inner.runs.is_live(&id) {
+                self.run_ended(&id);
+            }
+        }
+    }
+
+    /// A bus event: fire the event automations whose pattern it matches.
+    fn on_event(&self, event: Event) {
+        let matching: Vec<(String, Known)> = {
+            let state = self.state();
+            state
+                .known
+                .iter()
+                .filter(|(id, k)| k.kind == "event" && !state.paused.contains(*id))
+                .filter(|(_, k)| k.recipe.events[k.index].topic.matches(&event.topic))
+                // A recipe's own run events never start it again (no loops).
+                .filter(|(_, k)| {
+                    !(event.topic.starts_with("run.")
+                        && event.subject.as_deref() == Some(&k.recipe.name))
+                })
+                .map(|(id, k)| (id.clone(), k.clone()))
+                .collect()
+        };
+        for (id, known) in matching {
+            let this = self.clone();
+            let event = event.clone();
+            tokio::spawn(async move { this.fire_event(id, known, event).await });
+        }
+    }
+
+    async fn fire_event(&self, id: String, known: Known, event: Event) {
+        let spec = &known.recipe.events[known.index];
+        let event_json = json!(event);
+        let scope = EventScope(&event_json);
+        let mut inputs: Map<String, Value> = spec
+            .inputs
+            .iter()
+            .map(|(name, v)| (name.clone(), render(v, &scope)))
+            .collect();
+        if let Some(trigger) = &spec.trigger {
+            match self
+                .inner
+                .plugins
+                .evaluate(&trigger.plugin, &event, &trigger.params)
+                .await
+            {
+                Ok(decision) if !decision.fire => {
+                    tracing::debug!(automation = %id, reason = %decision.reason, "automations: the trigger did not fire");
+                    return;
+                }
+                Ok(decision) => {
+                    // The trigger's inputs fill the recipe's inputs of the same name;
+                    // what else it computed is not the recipe's business.
+                    if let Value::Object(computed) = decision.inputs {
+                        inputs.extend(
+                            computed
+                                .into_iter()
+                                .filter(|(name, _)| known.recipe.inputs.contains_key(name)),
+                        );
+                    }
+                }
+                Err(e) => {
+                    let firing = Firing {
+                        automation: id.clone(),
+                        recipe: known.recipe.clone(),
+                        slot: event.id.clone(),
+                        scheduled_at: None,
+                        inputs: Map::new(),
+                        trigger: Value::Null,
+                        correlation_id: None,
+                        overlap: Overlap::Allow,
+                        detail: None,
+                    };
+                    let record = self.decided(
+                        &firing,
+                        "error",
+                        format!("trigger `{}`: {e}", trigger.plugin),
+                    );
+                    self.record(record).await;
+                    return;
+                }
+            }
+        }
+        let firing = Firing {
+            automation: id.clone(),
+            recipe: known.recipe,
+            slot: event.id.clone(),
+            scheduled_at: None,
+            inputs,
+            trigger: json!({ "kind": "event", "automation": id, "event": event_json }),
+            correlation_id: Some(
+                event
+                    .correlation_id
+                    .clone()
+                    .unwrap_or_else(|| event.id.clone()),
+            ),
+            overlap: Overlap::Allow,
+            detail: None,
+        };
+        self.fire(firing).await;
+    }
+
+    /// A webhook request on `path`: start the recipe that listens there, with the body's
+    /// fields as inputs.
+    pub async fn webhook(
+        &self,
+        path: &str,
+        body: Map<String, Value>,
+        correlation_id: Option<String>,
+    ) -> Result<crate::store::RunRecord, AutomationError> {
+        let found = {
+            let state = self.state();
+            state
+                .known
+                .iter()
+                .filter(|(id, k)| k.kind == "webhook" && !state.paused.contains(*id))
+                .find(|(_, k)| k.recipe.webhooks[k.index] == path)
+                .map(|(id, k)| (id.clone(), k.clone()))
+        };
+        let Some((id, known)) = found else {
+            return Err(AutomationError::NotFound(
+                format!("/v1/hooks/{path}"),
+                " (no active recipe webhook on this path)".into(),
+            ));
+        };
+        let request = ulid::Ulid::new().to_string();
+        let firing = FiringRecord {
+            automation: id.clone(),
+            slot: format!("request-{request}"),
+            scheduled_at: None,
+            fired_at: crate::time::now_rfc3339(),
+            decision: "started".into(),
+            run_id: None,
+            detail: None,
+            run_status: None,
+        };
+        let trigger = Trigger {
+            detail: json!({ "kind": "webhook", "automation": id, "path": path }),
+            correlation_id: correlation_id.or(Some(request)),
+            firing: Some(firing),
+        };
+        Ok(self.inner.runs.start(known.recipe, body, trigger).await?)
+    }
+
+    /// Fire an automation now (a recipe name means its first automation), through its
+    /// overlap policy. Returns the firing as recorded.
+    pub async fn fire_now(&self, name: &str) -> Result<FiringRecord, AutomationError> {
+        let (id, known) = self.resolve(name)?;
+        let slot = format!("manual-{}", ulid::Ulid::new());
+        let (inputs, overlap) = match known.kind {
+            "schedule" => {
+                let s = &known.recipe.schedules[known.index];
+                (s.inputs.clone().into_iter().collect(), s.overlap)
+            }
+            _ => (Map::new(), Overlap::Allow),
+        };
+        self.fire(Firing {
+            automation: id.clone(),
+            recipe: known.recipe,
+            slot: slot.clone(),
+            scheduled_at: None,
+            inputs,
+            trigger: json!({ "kind": "manual", "automation": id }),
+            correlation_id: None,
+            overlap,
+            detail: Some("fired by hand".into()),
+        })
+        .await;
+        let firings = self.inner.store.firings(Some(id.clone()), 20).await?;
+        Ok(firings
+            .into_iter()
+            .find(|f| f.slot == slot)
+            .unwrap_or(FiringRecord {
+                automation: id,
+                slot,
+                scheduled_at: None,
+                fired_at: crate::time::now_rfc3339(),
+                decision: "queued".into(),
+                run_id: None,
+                detail: Some("waits for the running run to end (overlap: queue)".into()),
+                run_status: None,
+            }))
+    }
+
+    pub async fn set_paused(&self, name: &str, paused: bool) -> Result<String, AutomationError> {
+        let (id, _) = self.resolve(name)?;
+        self.inner
+            .store
+            .set_paused(&id, paused, slot_text(Utc::now()))
+            .await?;
+        let mut state = self.state();
+        if paused {
+            state.paused.insert(id.clone());
+        } else {
+            state.paused.remove(&id);
+        }
+        Ok(id)
+    }
+
+    /// An automation by id, or a recipe name meaning its first automation.
+    fn resolve(&self, name: &str) -> Result<(String, Known), AutomationError> {
+        let state = self.state();
+        if let Some(k) = state.known.get(name) {
+            return Ok((name.to_owned(), k.clone()));
+        }
+        let mut of_recipe: Vec<(&String, &Known)> = state
+            .known
+            .iter()
+            .filter(|(_, k)| k.recipe.name == name)
+            .collect();
+        of_recipe.sort_by_key(|(id, _)| id.as_str());
+        if let Some((id, k)) = of_recipe.first() {
+            return Ok(((*id).clone(), (*k).clone()));
+        }
+        let hint = crate::recipes::check::nearest(name, state.known.keys().map(String::as_str))
+            .map(|n| format!("; did you mean `{n}`?"))
+            .unwrap_or_default();
+        Err(AutomationError::NotFound(name.to_owned(), hint))
+    }
+
+    /// Every automation, with its next firings and its last firing.
+    pub async fn list(&self) -> Result<Vec<AutomationView>, AutomationError> {
+        let now = Utc::now();
+        let mut views: Vec<AutomationView> = {
+            let state = self.state();
+            state
+                .known
+                .iter()
+                .map(|(id, k)| {
+                    let (detail, next) = match k.kind {
+                        "schedule" => {
+                            let s = &k.recipe.schedules[k.index];
+                            let first = state.timetable.get(id).and_then(|e| e.next);
+                            let next = first
+                                .map(|f| {
+                                    let mut v = vec![f];
+                                    v.extend(s.cron.upcoming(f, 2));
+                                    v
+                                })
+                                .unwrap_or_else(|| s.cron.upcoming(now, 3));
+                            (
+                                json!({
+                                    "cron": s.expression,
+                                    "timezone": s.cron.zone().name(),
+                                    "overlap": s.overlap,
+                                    "catch_up": s.catch_up,
+                                }),
+                                next.into_iter().map(|t| t.to_rfc3339()).collect(),
+                            )
+                        }
+                        "event" => (
+                            json!({
+                                "topic": k.recipe.events[k.index].topic.to_string(),
+                                "trigger": k.recipe.events[k.index].trigger.as_ref().map(|t| &t.plugin),
+                            }),
+                            Vec::new(),
+                        ),
+                        _ => (json!({ "path": format!("/v1/hooks/{}", k.recipe.webhooks[k.index]) }), Vec::new()),
+                    };
+                    AutomationView {
+                        id: id.clone(),
+                        recipe: k.recipe.name.clone(),
+                        kind: k.kind,
+                        detail,
+                        paused: state.paused.contains(id),
+                        next,
+                        running: state.running.get(id).cloned().unwrap_or_default(),
+                        last_firing: None,
+                    }
+                })
+                .collect()
+        };
+        views.sort_by(|a, b| a.id.cmp(&b.id));
+        for v in &mut views {
+            v.last_firing = self.inner.store.firings(Some(v.id.clone()), 1).await?.pop();
+        }
+        Ok(views)
+    }
+
+    /// The latest firings of an automation (all when `None`), newest first.
+    pub async fn firings(
+        &self,
+        name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FiringRecord>, AutomationError> {
+        let id = match name {
+            Some(n) => Some(self.resolve(n)?.0),
+            None => None,
+        };
+        Ok(self.inner.store.firings(id, limit).await?)
+    }
+
+    /// Scheduled automations in the timetable.
+    pub fn scheduled(&self) -> usize {
+        self.state().timetable.len()
+    }
+}
+
+/// Templates of an event automation's inputs see the event.
+struct EventScope<'a>(&'a Value);
+
+impl Scope for EventScope<'_> {
+    fn lookup(&self, reference: &Reference) -> Option<Value> {
+        match reference {
+            Reference::Event(path) => path.iter().try_fold(self.0, |v, key| v.get(key)).cloned(),
+            _ => None,
+        }
+    }
+}
+
+/// An input value of an automation: text is a template over the event.
+fn render(value: &Value, scope: &dyn Scope) -> Value {
+    match value {
+        Value::String(text) => match Template::parse(text) {
+            Ok(t) => t.render_value(scope),
+            Err(_) => value.clone(),
+        },
+        other => other.clone(),
+    }
+}

@@ -1,0 +1,398 @@
+//! Automations on a real server and a real clock: a seconds-field schedule firing real
+//! runs, overlap policies against real slow runs, catch-up after a real stop, pause and
+//! resume, bus events through a real trigger plugin, and webhooks.
+
+mod util;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use util::{Server, replace_file};
+
+/// Write `recipes/NAME.yaml` and wait until the server has that version in force.
+async fn install(server: &Server, name: &str, yaml: &str) {
+    std::fs::create_dir_all(server.recipes_dir()).unwrap();
+    replace_file(
+        &server.recipes_dir().join(format!("{name}.yaml")),
+        yaml.as_bytes(),
+    );
+    let version = switchyard::recipes::version_of(yaml);
+    let start = Instant::now();
+    loop {
+        let (status, body) = server.get(&format!("/v1/recipes/{name}")).await;
+        if status == 200 && body["version"] == version.as_str() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "recipe {name} never loaded: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn firings(server: &Server, id: &str) -> Vec<Value> {
+    let (status, page) = server
+        .get(&format!("/v1/automations/{id}/firings?limit=1000"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let mut list = page["firings"].as_array().unwrap().clone();
+    list.reverse(); // oldest first
+    list
+}
+
+/// Poll the firings of `id` until `done` holds; returns them (oldest first).
+async fn wait_firings(
+    server: &Server,
+    id: &str,
+    limit: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let list = firings(server, id).await;
+        if done(&list) {
+            return list;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{id}: firings never reached the expected state: {list:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn runs_of(server: &Server, ids: &[String]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(server.get(&format!("/v1/runs/{id}")).await.1);
+    }
+    out
+}
+
+fn time(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+fn scheduled(name: &str, cron: &str, extra: &str, delay_ms: u64) -> String {
+    format!(
+        r#"
+name: {name}
+steps:
+  - id: work
+    agent: {{ plugin: echo-agent, config: {{ delay_ms: {delay_ms} }} }}
+    prompt: "a b c d e f g h i j"
+on:
+  schedule:
+    - cron: "{cron}"
+{extra}"#
+    )
+}
+
+#[tokio::test]
+async fn a_seconds_schedule_fires_real_runs_once_per_slot() {
+    let server = Server::start(&["echo-agent"]).await;
+    install(&server, "tick", &scheduled("tick", "*/2 * * * * *", "", 0)).await;
+
+    let list = wait_firings(&server, "tick:schedule", Duration::from_secs(15), |f| {
+        f.iter().filter(|f| f["run_status"] == "succeeded").count() >= 3
+    })
+    .await;
+    let mut slots = HashSet::new();
+    for f in &list {
+        assert!(
+            slots.insert(f["slot"].as_str().unwrap().to_owned()),
+            "slot twice: {list:#?}"
+        );
+        assert_eq!(f["decision"], "started", "{f}");
+        let at = time(&f["scheduled_at"]);
+        assert_eq!(chrono::Timelike::second(&at) % 2, 0, "{f}");
+        assert_eq!(chrono::Timelike::nanosecond(&at), 0, "{f}");
+        let late = time(&f["fired_at"]) - at;
+        assert!(
+            late >= chrono::Duration::zero() && late < chrono::Duration::seconds(1),
+            "fired {late} after its slot: {f}"
+        );
+    }
+
+    // Listed with its next firings, two seconds apart.
+    let (_, all) = server.get("/v1/automations").await;
+    let tick = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "tick:schedule")
+        .unwrap();
+    let next: Vec<_> = tick["next"].as_array().unwrap().iter().map(time).collect();
+    assert_eq!(next.len(), 3);
+    assert_eq!((next[1] - next[0]).num_seconds(), 2);
+
+    // Paused: nothing fires; resumed: it fires again.
+    let (status, _) = server.post("/v1/automations/tick/pause", &json!({})).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = firings(&server, "tick:schedule").await.len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(firings(&server, "tick:schedule").await.len(), before);
+    server
+        .post("/v1/automations/tick:schedule/resume", &json!({}))
+        .await;
+    wait_firings(&server, "tick:schedule", Duration::from_secs(5), |f| {
+        f.len() > before
+    })
+    .await;
+
+    // Fired by hand, now.
+    let (status, firing) = server.post("/v1/automations/tick/run", &json!({})).await;
+    assert_eq!(status, 202, "{firing}");
+    assert!(
+        firing["slot"].as_str().unwrap().starts_with("manual-"),
+        "{firing}"
+    );
+}
+
+#[tokio::test]
+async fn overlap_policies_against_slow_runs() {
+    let server = Server::start(&["echo-agent"]).await;
+    // Each run takes ~2.7 s (10 words, 300 ms apart); a slot every second.
+    for (name, policy) in [
+        ("skipper", "skip"),
+        ("queuer", "queue"),
+        ("allower", "allow"),
+        ("canceler", "cancel_previous"),
+    ] {
+        let extra = format!("      overlap: {policy}\n");
+        install(&server, name, &scheduled(name, "* * * * * *", &extra, 300)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    for name in ["skipper", "queuer", "allower", "canceler"] {
+        server
+            .post(&format!("/v1/automations/{name}/pause"), &json!({}))
+            .await;
+    }
+    let runs = |list: &[Value]| -> Vec<String> {
+        list.iter()
+            .filter_map(|f| f["run_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+
+    // skip: one run at a time; the slots in between are recorded as skipped.
+    let skip = firings(&server, "skipper:schedule").await;
+    assert!(
+        skip.iter().any(|f| f["decision"] == "skipped"
+            && f["detail"].as_str().unwrap().contains("still running")),
+        "{skip:#?}"
+    );
+    assert!(runs(&skip).len() <= 2, "{skip:#?}");
+
+    // allow: runs side by side, one per slot.
+    let allow = firings(&server, "allower:schedule").await;
+    assert!(
+        allow.iter().all(|f| f["decision"] == "started"),
+        "{allow:#?}"
+    );
+    assert!(runs(&allow).len() >= 4, "{allow:#?}");
+
+    // cancel_previous: each new slot cancels the run before it.
+    let cancel = firings(&server, "canceler:schedule").await;
+    let cancel_runs = runs_of(&server, &runs(&cancel)).await;
+    assert!(cancel_runs.len() >= 4, "{cancel:#?}");
+    for run in &cancel_runs[..cancel_runs.len() - 1] {
+        assert_eq!(run["status"], "canceled", "{run}");
+    }
+
+    // queue: one waits while one runs, the rest are skipped; the waiting one starts
+    // when the running one ends, so runs never overlap.
+    let queue = wait_firings(&server, "queuer:schedule", Duration::from_secs(10), |f| {
+        f.iter().filter(|f| f["run_id"].is_string()).count() >= 2
+    })
+    .await;
+    assert!(
+        queue.iter().any(|f| f["decision"] == "skipped"
+            && f["detail"].as_str().unwrap().contains("already waits")),
+        "{queue:#?}"
+    );
+    let mut queue_runs = Vec::new();
+    for id in runs(&queue) {
+        let start = Instant::now();
+        loop {
+            let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
+            if run["status"] != "running" {
+                queue_runs.push(run);
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    queue_runs.sort_by_key(|r| time(&r["created_at"]));
+    for pair in queue_runs.windows(2) {
+        assert!(
+            time(&pair[1]["created_at"]) >= time(&pair[0]["finished_at"]),
+            "queued runs overlap: {pair:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn slots_missed_while_down_are_caught_up_once() {
+    let server = Server::start(&["echo-agent"]).await;
+    for (name, catch_up) in [("all", "all"), ("latest", "latest"), ("none", "none")] {
+        let extra = format!(
+            "      overlap: allow\n      catch_up: {catch_up}\n      catch_up_window: 1h\n"
+        );
+        install(&server, name, &scheduled(name, "* * * * * *", &extra, 0)).await;
+    }
+    for name in ["all", "latest", "none"] {
+        wait_firings(
+            &server,
+            &format!("{name}:schedule"),
+            Duration::from_secs(10),
+            |f| !f.is_empty(),
+        )
+        .await;
+    }
+    // Down for ~4 s.
+    let stopped = chrono::Utc::now();
+    let down = Duration::from_secs(4);
+    let server = {
+        let pid = server.pid();
+        std::process::Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .unwrap();
+        // A stopped process fires nothing; kill it there, as a crash would.
+        let s = server;
+        tokio::time::sleep(down).await;
+        s.kill_and_restart().await
+    };
+    let back = chrono::Utc::now();
+
+    let caught = |list: &[Value]| -> Vec<Value> {
+        list.iter()
+            .filter(|f| {
+                f["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("caught up"))
+            })
+            .cloned()
+            .collect()
+    };
+    let all = wait_firings(&server, "all:schedule", Duration::from_secs(20), |f| {
+        caught(f).len() >= 3
+    })
+    .await;
+    let mut slots = HashSet::new();
+    for f in &all {
+        assert!(
+            slots.insert(f["slot"].as_str().unwrap().to_owned()),
+            "slot fired twice: {all:#?}"
+        );
+    }
+    for f in caught(&all) {
+        let at = time(&f["scheduled_at"]);
+        assert!(
+            at > stopped - chrono::Duration::seconds(1) && at < back,
+            "{f}"
+        );
+    }
+    let latest = wait_firings(&server, "latest:schedule", Duration::from_secs(20), |f| {
+        !caught(f).is_empty()
+    })
+    .await;
+    assert_eq!(caught(&latest).len(), 1, "{latest:#?}");
+    let none = wait_firings(&server, "none:schedule", Duration::from_secs(20), |f| {
+        f.iter().any(|f| f["decision"] == "missed")
+    })
+    .await;
+    assert!(caught(&none).is_empty(), "{none:#?}");
+    let missed = none.iter().find(|f| f["decision"] == "missed").unwrap();
+    assert!(
+        missed["detail"]
+            .as_str()
+            .unwrap()
+            .contains("missed while switchyard was down"),
+        "{missed}"
+    );
+}
+
+#[tokio::test]
+async fn bus_events_through_a_trigger_plugin_and_webhooks_start_runs() {
+    let server = Server::start(&["echo-agent", "keyword-trigger"]).await;
+    install(
+        &server,
+        "oncall",
+        r#"
+name: oncall
+inputs:
+  text: { type: string, default: "" }
+  service: { type: string, default: unknown }
+steps:
+  - id: triage
+    agent: echo-agent
+    prompt: "triage {{ inputs.service }}: {{ inputs.text }}"
+outputs:
+  triage: "{{ steps.triage.output }}"
+on:
+  event:
+    - topic: alerts.>
+      trigger: { plugin: keyword-trigger, params: { keywords: [panic] } }
+      inputs: { service: "{{ event.data.service }}" }
+  webhook:
+    - path: ops/page
+"#,
+    )
+    .await;
+
+    // An event the trigger turns down starts nothing; one it accepts starts a run with
+    // inputs from the template and from the trigger.
+    for (service, message) in [("db", "all good"), ("api", "kernel panic on node 3")] {
+        let (status, _) = server
+            .post(
+                "/v1/events",
+                &json!({ "topic": format!("alerts.{service}"), "type": "alert", "correlation_id": "inc-7",
+                         "data": { "service": service, "message": message } }),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let fired = wait_firings(&server, "oncall:event", Duration::from_secs(15), |f| {
+        f.first().is_some_and(|f| f["run_status"] == "succeeded")
+    })
+    .await;
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    let run_id = fired[0]["run_id"].as_str().unwrap();
+    let (_, run) = server.get(&format!("/v1/runs/{run_id}")).await;
+    assert_eq!(run["correlation_id"], "inc-7");
+    assert_eq!(run["inputs"]["service"], "api");
+    assert_eq!(run["trigger"]["kind"], "event");
+    assert!(
+        run["outputs"]["triage"]
+            .as_str()
+            .unwrap()
+            .starts_with("triage api: "),
+        "{run}"
+    );
+
+    // A webhook: the body is the inputs.
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/hooks/ops/page", server.url))
+        .header("x-correlation-id", "page-1")
+        .json(&json!({ "service": "queue", "text": "backlog" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["correlation_id"], "page-1");
+    let (status, bad) = server
+        .post("/v1/hooks/ops/page", &json!({ "servce": "x" }))
+        .await;
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["error"]["field"], "inputs.servce");
+    let (status, _) = server.post("/v1/hooks/ops/nowhere", &json!({})).await;
+    assert_eq!(status, 404);
+}
