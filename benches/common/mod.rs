@@ -63,7 +63,8 @@ pub async fn start_switchyard(dir: &std::path::Path) -> (Proc, String) {
         .is_ok_and(|r| r.status().is_success())
     {
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            // Generous: the automations bench loads 100,000 recipe files first.
+            start.elapsed() < Duration::from_secs(600),
             "switchyard did not start"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

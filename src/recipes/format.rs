@@ -174,8 +174,8 @@ impl<'de> Deserialize<'de> for AgentSpec {
     }
 }
 
-/// Retry policy: `max` more attempts, waiting `backoff`, doubled after each attempt (with
-/// jitter), at most `max_backoff`.
+/// Retry policy: `max` more attempts, waiting `backoff`, doubled after each attempt, at
+/// most `max_backoff`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retries {

@@ -7,7 +7,7 @@
 //! unloads its recipe. Every change bumps [`RecipeRegistry::generation`], which is what
 //! schedulers watch to recompute.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -23,6 +23,8 @@ pub type CatalogSource = Box<dyn Fn() -> PluginCatalog + Send + Sync>;
 
 pub struct RecipeRegistry {
     files: RwLock<BTreeMap<PathBuf, FileState>>,
+    /// Recipe name → its file; changed only under the `files` write lock.
+    names: RwLock<HashMap<String, PathBuf>>,
     catalog: CatalogSource,
     bus: Option<Bus>,
     generation: tokio::sync::watch::Sender<u64>,
@@ -74,6 +76,7 @@ impl RecipeRegistry {
     pub fn new(catalog: CatalogSource, bus: Option<Bus>) -> Self {
         Self {
             files: RwLock::new(BTreeMap::new()),
+            names: RwLock::new(HashMap::new()),
             catalog,
             bus,
             generation: tokio::sync::watch::channel(0).0,
@@ -148,6 +151,12 @@ impl RecipeRegistry {
         let previous = {
             let mut files = self.write();
             let previous = files.get(path).and_then(|f| f.recipe.clone());
+            let mut names = self.names.write().unwrap_or_else(|p| p.into_inner());
+            if let Some(old) = &previous {
+                names.remove(&old.name);
+            }
+            names.insert(name.clone(), path.to_owned());
+            drop(names);
             files.insert(
                 path.to_owned(),
                 FileState {
@@ -166,8 +175,7 @@ impl RecipeRegistry {
                 &old.name,
                 "unloaded",
                 json!({ "file": path, "renamed_to": name }),
-            )
-            .await;
+            );
         }
         let what = if previous.is_some() {
             "reloaded"
@@ -175,7 +183,7 @@ impl RecipeRegistry {
             "loaded"
         };
         tracing::info!(recipe = %name, file = %path.display(), "recipe {what}");
-        self.announce(&name, what, json!({ "file": path })).await;
+        self.announce(&name, what, json!({ "file": path }));
         if previous.is_some() {
             RecipeReload::Reloaded(name)
         } else {
@@ -213,13 +221,22 @@ impl RecipeRegistry {
             &name,
             "load_failed",
             json!({ "file": path, "problems": problems, "previous_version_in_force": self.get(&name).is_some() }),
-        )
-        .await;
+        );
         RecipeReload::Failed(count)
     }
 
     async fn unload(&self, path: &Path) -> RecipeReload {
-        let removed = self.write().remove(path);
+        let removed = {
+            let mut files = self.write();
+            let removed = files.remove(path);
+            if let Some(r) = removed.as_ref().and_then(|s| s.recipe.as_ref()) {
+                self.names
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&r.name);
+            }
+            removed
+        };
         let Some(state) = removed else {
             return RecipeReload::Unchanged;
         };
@@ -228,12 +245,11 @@ impl RecipeRegistry {
             .recipe
             .map_or_else(|| file_stem(path), |r| r.name.clone());
         tracing::info!(recipe = %name, file = %path.display(), "recipe unloaded (file deleted)");
-        self.announce(&name, "unloaded", json!({ "file": path }))
-            .await;
+        self.announce(&name, "unloaded", json!({ "file": path }));
         RecipeReload::Unloaded(name)
     }
 
-    async fn announce(&self, name: &str, what: &str, data: Value) {
+    fn announce(&self, name: &str, what: &str, data: Value) {
         if let Some(bus) = &self.bus {
             let mut event = NewEvent::runtime(
                 format!("recipe.{name}.{what}"),
@@ -241,17 +257,25 @@ impl RecipeRegistry {
                 data,
             );
             event.subject = Some(name.to_owned());
-            bus.notify(event).await;
+            // Queued now (so in order), not awaited: a scan of many files does not
+            // wait for one commit per file.
+            match bus.submit(event) {
+                Ok(committed) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = committed.await {
+                            tracing::warn!(error = %e, "recipe event not stored");
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "recipe event refused"),
+            }
         }
     }
 
     /// The recipe `name` in force.
     pub fn get(&self, name: &str) -> Option<Arc<Recipe>> {
-        self.read()
-            .values()
-            .filter_map(|f| f.recipe.as_ref())
-            .find(|r| r.name == name)
-            .cloned()
+        let path = self.file_of(name)?;
+        self.read().get(&path)?.recipe.clone()
     }
 
     /// Every recipe in force.
@@ -263,10 +287,11 @@ impl RecipeRegistry {
     }
 
     fn file_of(&self, name: &str) -> Option<PathBuf> {
-        self.read()
-            .iter()
-            .find(|(_, f)| f.recipe.as_ref().is_some_and(|r| r.name == name))
-            .map(|(p, _)| p.clone())
+        self.names
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// The summary of the file whose recipe (or, never loaded, file stem) is `name`.

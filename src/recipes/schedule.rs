@@ -7,26 +7,52 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
 /// A parsed cron expression and the zone it is read in.
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
-    cron: Cron,
+    cron: Arc<Cron>,
     zone: Tz,
+}
+
+/// Parsed expressions, shared: croner keeps a 5,000-entry table for the year field in
+/// every parsed expression (~5 KB), so 100,000 automations on a few hundred distinct
+/// expressions hold a few hundred tables instead of 100,000.
+static PARSED: LazyLock<Mutex<HashMap<String, Weak<Cron>>>> = LazyLock::new(Default::default);
+
+fn shared(
+    expression: &str,
+    parse: impl FnOnce() -> Result<Cron, ScheduleError>,
+) -> Result<Arc<Cron>, ScheduleError> {
+    let mut parsed = PARSED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(cron) = parsed.get(expression).and_then(Weak::upgrade) {
+        return Ok(cron);
+    }
+    let cron = Arc::new(parse()?);
+    // Forget expressions no schedule uses any more, now and then.
+    if parsed.len() >= 1024 && parsed.len().is_power_of_two() {
+        parsed.retain(|_, c| c.strong_count() > 0);
+    }
+    parsed.insert(expression.to_owned(), Arc::downgrade(&cron));
+    Ok(cron)
 }
 
 impl CronSchedule {
     /// Parse `expression` in `zone` (an IANA name; `None` = UTC).
     pub fn parse(expression: &str, zone: Option<&str>) -> Result<Self, ScheduleError> {
         let fields = expression.split_whitespace().count();
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .year(Year::Disallowed)
-            .build()
-            .parse(expression)
-            .map_err(|e| {
+        let cron = shared(expression, || {
+            CronParser::builder()
+                .seconds(Seconds::Optional)
+                .year(Year::Disallowed)
+                .build()
+                .parse(expression)
+                .map_err(|e| {
                 ScheduleError::Cron(if (5..=6).contains(&fields) || expression.contains('@') {
                     e.to_string()
                 } else {
@@ -34,7 +60,8 @@ impl CronSchedule {
                         "{fields} fields: write 5 (minute hour day-of-month month day-of-week) or 6 (seconds first)"
                     )
                 })
-            })?;
+            })
+        })?;
         let zone = match zone {
             None => Tz::UTC,
             Some(name) => name
