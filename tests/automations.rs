@@ -8,29 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use util::{Server, replace_file};
-
-/// Write `recipes/NAME.yaml` and wait until the server has that version in force.
-async fn install(server: &Server, name: &str, yaml: &str) {
-    std::fs::create_dir_all(server.recipes_dir()).unwrap();
-    replace_file(
-        &server.recipes_dir().join(format!("{name}.yaml")),
-        yaml.as_bytes(),
-    );
-    let version = switchyard::recipes::version_of(yaml);
-    let start = Instant::now();
-    loop {
-        let (status, body) = server.get(&format!("/v1/recipes/{name}")).await;
-        if status == 200 && body["version"] == version.as_str() {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "recipe {name} never loaded: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use util::Server;
 
 async fn firings(server: &Server, id: &str) -> Vec<Value> {
     let (status, page) = server
@@ -123,7 +101,9 @@ on:
 #[tokio::test]
 async fn a_seconds_schedule_fires_real_runs_once_per_slot() {
     let server = Server::start(&["echo-agent"]).await;
-    install(&server, "tick", &scheduled("tick", "*/2 * * * * *", "", 0)).await;
+    server
+        .install_recipe("tick", &scheduled("tick", "*/2 * * * * *", "", 0))
+        .await;
 
     let list = wait_firings(&server, "tick:schedule", Duration::from_secs(15), |f| {
         f.iter().filter(|f| f["run_status"] == "succeeded").count() >= 3
@@ -193,7 +173,9 @@ async fn overlap_policies_against_slow_runs() {
         ("canceler", "cancel_previous"),
     ] {
         let extra = format!("      overlap: {policy}\n");
-        install(&server, name, &scheduled(name, "* * * * * *", &extra, 300)).await;
+        server
+            .install_recipe(name, &scheduled(name, "* * * * * *", &extra, 300))
+            .await;
     }
     tokio::time::sleep(Duration::from_millis(4500)).await;
     for name in ["skipper", "queuer", "allower", "canceler"] {
@@ -253,7 +235,9 @@ async fn slots_missed_while_down_are_caught_up_once() {
         let extra = format!(
             "      overlap: allow\n      catch_up: {catch_up}\n      catch_up_window: 1h\n"
         );
-        install(&server, name, &scheduled(name, "* * * * * *", &extra, 0)).await;
+        server
+            .install_recipe(name, &scheduled(name, "* * * * * *", &extra, 0))
+            .await;
     }
     for name in ["all", "latest", "none"] {
         wait_firings(
@@ -331,10 +315,10 @@ async fn slots_missed_while_down_are_caught_up_once() {
 #[tokio::test]
 async fn bus_events_through_a_trigger_plugin_and_webhooks_start_runs() {
     let server = Server::start(&["echo-agent", "keyword-trigger"]).await;
-    install(
-        &server,
-        "oncall",
-        r#"
+    server
+        .install_recipe(
+            "oncall",
+            r#"
 name: oncall
 inputs:
   text: { type: string, default: "" }
@@ -353,8 +337,8 @@ on:
   webhook:
     - path: ops/page
 "#,
-    )
-    .await;
+        )
+        .await;
 
     // An event the trigger turns down starts nothing; one it accepts starts a run with
     // inputs from the template and from the trigger.

@@ -9,28 +9,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use util::{Server, replace_file};
 
-/// Write `recipes/NAME.yaml` and wait until the server has that version in force.
-async fn install(server: &Server, name: &str, yaml: &str) {
-    std::fs::create_dir_all(server.recipes_dir()).unwrap();
-    replace_file(
-        &server.recipes_dir().join(format!("{name}.yaml")),
-        yaml.as_bytes(),
-    );
-    let version = switchyard::recipes::version_of(yaml);
-    let start = Instant::now();
-    loop {
-        let (status, body) = server.get(&format!("/v1/recipes/{name}")).await;
-        if status == 200 && body["version"] == version.as_str() {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "recipe {name} never loaded: {status} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn start(server: &Server, name: &str, inputs: Value) -> String {
     let (status, run) = server
         .post(
@@ -119,7 +97,7 @@ outputs:
 #[tokio::test]
 async fn a_recipe_runs_its_dag_in_sessions_and_announces_every_transition() {
     let server = Server::start(&["echo-agent"]).await;
-    install(&server, "pipe", PIPE).await;
+    server.install_recipe("pipe", PIPE).await;
     let (status, run) = server
         .post(
             "/v1/recipes/pipe/runs",
@@ -175,10 +153,10 @@ async fn a_recipe_runs_its_dag_in_sessions_and_announces_every_transition() {
 #[tokio::test]
 async fn failed_verify_is_retried_with_backoff_then_fails_the_run() {
     let server = Server::start(&["echo-agent"]).await;
-    install(
-        &server,
-        "strict",
-        r#"
+    server
+        .install_recipe(
+            "strict",
+            r#"
 name: strict
 steps:
   - id: answer
@@ -191,8 +169,8 @@ steps:
     needs: [answer]
     prompt: "never"
 "#,
-    )
-    .await;
+        )
+        .await;
     let id = start(&server, "strict", json!({})).await;
     let run = ended(&server, &id).await;
     assert_eq!(run["status"], "failed");
@@ -229,10 +207,10 @@ steps:
 #[tokio::test]
 async fn bad_inputs_timeouts_and_cancel() {
     let server = Server::start(&["echo-agent"]).await;
-    install(
-        &server,
-        "slow",
-        r#"
+    server
+        .install_recipe(
+            "slow",
+            r#"
 name: slow
 inputs:
   words: { type: number, default: 40 }
@@ -246,8 +224,8 @@ steps:
     needs: [crawl]
     prompt: "later"
 "#,
-    )
-    .await;
+        )
+        .await;
 
     // Inputs are checked by name and type, every problem at once.
     let (status, body) = server
@@ -277,14 +255,14 @@ steps:
     assert_eq!(step(&run, "crawl")["error"], "timed out after 1s");
 
     // Cancel: the step in flight is aborted, the rest is canceled.
-    install(
-        &server,
-        "slow",
-        &std::fs::read_to_string(server.recipes_dir().join("slow.yaml"))
-            .unwrap()
-            .replace("timeout: 1s", "timeout: 1m"),
-    )
-    .await;
+    server
+        .install_recipe(
+            "slow",
+            &std::fs::read_to_string(server.recipes_dir().join("slow.yaml"))
+                .unwrap()
+                .replace("timeout: 1s", "timeout: 1m"),
+        )
+        .await;
     let id = start(&server, "slow", json!({})).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, run) = server
@@ -319,7 +297,7 @@ steps:
     needs: [first]
     prompt: "after {{ steps.first.output }}"
 "#;
-    install(&server, "long", yaml).await;
+    server.install_recipe("long", yaml).await;
     let id = start(&server, "long", json!({})).await;
     // Wait until the first step's turn is under way, then kill the server.
     let start_wait = Instant::now();
@@ -366,4 +344,66 @@ steps:
         "{retry}"
     );
     assert!(events.iter().any(|e| e["type"] == "switchyard.run.resumed"));
+}
+
+/// `switchyard` on the command line against the server.
+fn cli(server: &Server, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .env("SWITCHYARD_URL", &server.url)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_cli_runs_recipes_and_lists_automations() {
+    let server = Server::start(&["echo-agent"]).await;
+    server.install_recipe("pipe", PIPE).await;
+    server
+        .install_recipe(
+            "nightly",
+            "name: nightly\nsteps:\n  - id: a\n    agent: echo-agent\n    prompt: hi\non:\n  schedule:\n    - cron: \"0 3 * * 1-5\"\n      timezone: America/New_York\n",
+        )
+        .await;
+
+    let out = cli(
+        &server,
+        &["recipe", "run", "pipe", "-i", "topic=owls", "--follow"],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("✓ combine: succeeded"), "{stderr}");
+    assert!(stderr.contains("- deep: skipped"), "{stderr}");
+    assert!(
+        stdout.contains("output summary:\n  combined [one two three four five six owls]"),
+        "{stdout}"
+    );
+
+    // A failing run exits 1 and says why.
+    let out = cli(
+        &server,
+        &["recipe", "run", "pipe", "-i", "tpic=owls", "--follow"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `topic`?"));
+
+    let out = cli(&server, &["run", "list", "--recipe", "pipe"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("succeeded"));
+
+    let out = cli(&server, &["automation", "list"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("nightly:schedule"), "{stdout}");
+    assert!(
+        stdout.contains("0 3 * * 1-5 (America/New_York)"),
+        "{stdout}"
+    );
+    let out = cli(&server, &["automation", "pause", "nightly"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "nightly:schedule: paused"
+    );
 }

@@ -103,6 +103,33 @@ pub fn resume_cursor(
     }
 }
 
+/// SSE of one thing's events: a `snapshot` message first, then the events on topics
+/// matching `pattern`, resumable by `Last-Event-ID` (which also skips the snapshot's
+/// place). The snapshot is taken after subscribing, so nothing between the two is lost.
+pub async fn snapshot_then_events(
+    state: &AppState,
+    pattern: &str,
+    headers: &axum::http::HeaderMap,
+    snapshot: futures::future::BoxFuture<'_, Result<serde_json::Value, ApiError>>,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>
+        + use<>,
+    >,
+    ApiError,
+> {
+    use futures::StreamExt;
+    let cursor = resume_cursor(headers, None)?;
+    let pattern = crate::bus::TopicPattern::parse(pattern)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let subscription = subscribe(state, pattern, cursor).await?;
+    let first = axum::response::sse::Event::default()
+        .event("snapshot")
+        .data(serde_json::to_string(&snapshot.await?).unwrap_or_default());
+    let head = futures::stream::once(async move { Ok(first) });
+    Ok(sse(state, head.chain(events_stream(subscription, true))))
+}
+
 /// Subscribe to `pattern` after `cursor`, mapping a store failure to 503.
 pub async fn subscribe(
     state: &AppState,

@@ -8,13 +8,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::Stream;
+use futures::{FutureExt, Stream};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::error::parse_json;
 use super::{ApiError, AppState};
-use crate::bus::TopicPattern;
 use crate::runs::{RunError, RunView, Trigger};
 use crate::store::RunFilter;
 
@@ -138,17 +137,6 @@ async fn events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     state.runs.get(&id).await?;
-    let cursor = super::resume_cursor(&headers, None)?;
-    let pattern = TopicPattern::parse(&format!("run.{id}.>"))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    // Subscribe before taking the snapshot, so nothing between the two is lost.
-    let subscription = super::subscribe(&state, pattern, cursor).await?;
-    let snapshot = state.runs.get(&id).await?;
-    let first = SseEvent::default()
-        .event("snapshot")
-        .data(serde_json::to_string(&snapshot).unwrap_or_default());
-    let head = futures::stream::once(async move { Ok::<_, Infallible>(first) });
-    let tail = super::events_stream(subscription, true);
-    use futures::StreamExt;
-    Ok(super::sse(&state, head.chain(tail)))
+    let snapshot = async { Ok(json!(state.runs.get(&id).await?)) }.boxed();
+    super::snapshot_then_events(&state, &format!("run.{id}.>"), &headers, snapshot).await
 }

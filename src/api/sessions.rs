@@ -8,13 +8,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::Stream;
+use futures::{FutureExt, Stream};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::parse_json;
 use super::{ApiError, AppState};
-use crate::bus::TopicPattern;
 use crate::sessions::{NewSession, SessionError};
 
 pub fn routes() -> Router<AppState> {
@@ -186,17 +185,6 @@ async fn events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let id = state.sessions.id_of(&key).await?;
-    let cursor = super::resume_cursor(&headers, None)?;
-    let pattern = TopicPattern::parse(&format!("session.{id}.>"))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    // Subscribe before taking the snapshot, so nothing between the two is lost.
-    let subscription = super::subscribe(&state, pattern, cursor).await?;
-    let snapshot = state.sessions.snapshot(&key).await?;
-    let first = SseEvent::default()
-        .event("snapshot")
-        .data(serde_json::to_string(&snapshot).unwrap_or_default());
-    let head = futures::stream::once(async move { Ok::<_, Infallible>(first) });
-    let tail = super::events_stream(subscription, true);
-    use futures::StreamExt;
-    Ok(super::sse(&state, head.chain(tail)))
+    let snapshot = async { Ok(json!(state.sessions.snapshot(&key).await?)) }.boxed();
+    super::snapshot_then_events(&state, &format!("session.{id}.>"), &headers, snapshot).await
 }

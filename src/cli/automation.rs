@@ -1,8 +1,9 @@
 //! `switchyard automation list|run|pause|resume|firings`.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::client::{Client, ServerArgs, encode};
+use super::table::cell;
 
 #[derive(clap::Subcommand)]
 pub enum AutomationCommand {
@@ -60,14 +61,14 @@ pub async fn run(cmd: AutomationCommand) -> anyhow::Result<()> {
                     let detail = &a["detail"];
                     let what = match a["kind"].as_str() {
                         Some("schedule") => {
-                            format!("{} ({})", text(&detail["cron"]), text(&detail["timezone"]))
+                            format!("{} ({})", cell(&detail["cron"]), cell(&detail["timezone"]))
                         }
-                        Some("event") => text(&detail["topic"]),
-                        _ => text(&detail["path"]),
+                        Some("event") => cell(&detail["topic"]),
+                        _ => cell(&detail["path"]),
                     };
                     let last = &a["last_firing"];
                     vec![
-                        text(&a["id"]),
+                        cell(&a["id"]),
                         what,
                         if a["paused"] == true {
                             "paused".into()
@@ -76,12 +77,12 @@ pub async fn run(cmd: AutomationCommand) -> anyhow::Result<()> {
                         },
                         a["next"]
                             .as_array()
-                            .map(|n| n.iter().map(text).collect::<Vec<_>>().join(", "))
+                            .map(|n| n.iter().map(cell).collect::<Vec<_>>().join(", "))
                             .unwrap_or_default(),
                         if last.is_null() {
                             "-".into()
                         } else {
-                            format!("{} {}", text(&last["fired_at"]), text(&last["decision"]))
+                            format!("{} {}", cell(&last["fired_at"]), cell(&last["decision"]))
                         },
                     ]
                 })
@@ -99,14 +100,14 @@ pub async fn run(cmd: AutomationCommand) -> anyhow::Result<()> {
             match firing["run_id"].as_str() {
                 Some(run) => println!(
                     "{}: {} run {run}",
-                    text(&firing["automation"]),
-                    text(&firing["decision"])
+                    cell(&firing["automation"]),
+                    cell(&firing["decision"])
                 ),
                 None => println!(
                     "{}: {} ({})",
-                    text(&firing["automation"]),
-                    text(&firing["decision"]),
-                    text(&firing["detail"])
+                    cell(&firing["automation"]),
+                    cell(&firing["decision"]),
+                    cell(&firing["detail"])
                 ),
             }
             Ok(())
@@ -135,12 +136,12 @@ pub async fn run(cmd: AutomationCommand) -> anyhow::Result<()> {
                 .flatten()
                 .map(|f| {
                     vec![
-                        text(&f["slot"]),
-                        text(&f["fired_at"]),
-                        text(&f["decision"]),
-                        text(&f["run_id"]),
-                        text(&f["run_status"]),
-                        text(&f["detail"]),
+                        cell(&f["slot"]),
+                        cell(&f["fired_at"]),
+                        cell(&f["decision"]),
+                        cell(&f["run_id"]),
+                        cell(&f["run_status"]),
+                        cell(&f["detail"]),
                     ]
                 })
                 .collect();
@@ -172,14 +173,6 @@ async fn toggle(server: &ServerArgs, name: &str, verb: &str) -> anyhow::Result<(
     } else {
         "active"
     };
-    println!("{}: {state}", text(&answer["id"]));
+    println!("{}: {state}", cell(&answer["id"]));
     Ok(())
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
 }

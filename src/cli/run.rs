@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::client::{Client, ServerArgs, encode};
 use super::sse::{Resumable, interrupted};
+use super::table::cell;
 
 #[derive(clap::Subcommand)]
 pub enum RunCommand {
@@ -77,11 +78,11 @@ pub async fn run(cmd: RunCommand) -> anyhow::Result<()> {
                 .flatten()
                 .map(|r| {
                     vec![
-                        text(&r["id"]),
-                        text(&r["recipe"]),
-                        text(&r["status"]),
-                        text(&r["trigger"]["kind"]),
-                        text(&r["created_at"]),
+                        cell(&r["id"]),
+                        cell(&r["recipe"]),
+                        cell(&r["status"]),
+                        cell(&r["trigger"]["kind"]),
+                        cell(&r["created_at"]),
                         r["error"].as_str().unwrap_or("").to_owned(),
                     ]
                 })
@@ -107,18 +108,10 @@ pub async fn run(cmd: RunCommand) -> anyhow::Result<()> {
             let view = Client::new(&server)
                 .post(&format!("/v1/runs/{}/cancel", encode(&id)), &json!({}))
                 .await?;
-            println!("run {id}: {}", text(&view["status"]));
+            println!("run {id}: {}", cell(&view["status"]));
             Ok(())
         }
         RunCommand::Follow { server, id, json } => follow(&Client::new(&server), &id, json).await,
-    }
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
     }
 }
 
@@ -126,10 +119,10 @@ fn text(v: &Value) -> String {
 fn print_run(view: &Value) {
     println!(
         "run {}  recipe {} ({})  {}",
-        text(&view["id"]),
-        text(&view["recipe"]),
-        text(&view["version"]),
-        text(&view["status"])
+        cell(&view["id"]),
+        cell(&view["recipe"]),
+        cell(&view["version"]),
+        cell(&view["status"])
     );
     if let Some(e) = view["error"].as_str() {
         println!("  error: {e}");
@@ -140,10 +133,10 @@ fn print_run(view: &Value) {
         .flatten()
         .map(|s| {
             vec![
-                text(&s["step_id"]),
-                text(&s["status"]),
-                text(&s["attempt"]),
-                text(&s["session"]),
+                cell(&s["step_id"]),
+                cell(&s["status"]),
+                cell(&s["attempt"]),
+                cell(&s["session"]),
                 s["error"].as_str().unwrap_or("").to_owned(),
             ]
         })
@@ -155,7 +148,7 @@ fn print_run(view: &Value) {
 fn print_outputs(view: &Value) {
     if let Some(outputs) = view["outputs"].as_object() {
         for (name, value) in outputs {
-            println!("output {name}:\n{}", indent(&text(value)));
+            println!("output {name}:\n{}", indent(&cell(value)));
         }
     }
 }
@@ -186,22 +179,22 @@ pub async fn follow(client: &Client, id: &str, json: bool) -> anyhow::Result<()>
     let mut shown: HashSet<(String, String, u64)> = HashSet::new();
     for step in snapshot["steps"].as_array().into_iter().flatten() {
         // The snapshot's `running` is the event's `started`.
-        let status = match text(&step["status"]).as_str() {
+        let status = match cell(&step["status"]).as_str() {
             "running" => "started".to_owned(),
             other => other.to_owned(),
         };
         if status != "pending" {
             let key = (
-                text(&step["step_id"]),
+                cell(&step["step_id"]),
                 status.clone(),
                 step["attempt"].as_u64().unwrap_or(0),
             );
             if shown.insert(key) && !json {
-                print_step(&text(&step["step_id"]), &status, step);
+                print_step(&cell(&step["step_id"]), &status, step);
             }
         }
     }
-    if is_final(&text(&snapshot["status"])) {
+    if is_final(&cell(&snapshot["status"])) {
         return finish(&snapshot, json);
     }
     loop {
@@ -214,7 +207,7 @@ pub async fn follow(client: &Client, id: &str, json: bool) -> anyhow::Result<()>
                 let msg = msg?;
                 let Ok(event) = serde_json::from_str::<Value>(&msg.data) else { continue };
                 if msg.event.as_deref() == Some("snapshot") {
-                    if is_final(&text(&event["status"])) {
+                    if is_final(&cell(&event["status"])) {
                         return finish(&event, json);
                     }
                     continue;
@@ -222,7 +215,7 @@ pub async fn follow(client: &Client, id: &str, json: bool) -> anyhow::Result<()>
                 if json {
                     println!("{}", serde_json::to_string(&event)?);
                 }
-                let topic = text(&event["topic"]);
+                let topic = cell(&event["topic"]);
                 let tokens: Vec<&str> = topic.split('.').collect();
                 match tokens.as_slice() {
                     ["run", _, "step", step, what] => {
@@ -254,9 +247,9 @@ fn print_step(step: &str, what: &str, data: &Value) {
         }
         "retrying" => eprintln!(
             "↻ {step}: attempt {attempt} failed ({}); retrying",
-            text(&data["error"])
+            cell(&data["error"])
         ),
-        "failed" => eprintln!("✗ {step}: failed: {}", text(&data["error"])),
+        "failed" => eprintln!("✗ {step}: failed: {}", cell(&data["error"])),
         "skipped" => eprintln!("- {step}: skipped"),
         "canceled" => eprintln!("✗ {step}: canceled"),
         _ => {}
@@ -264,18 +257,18 @@ fn print_step(step: &str, what: &str, data: &Value) {
 }
 
 fn finish(view: &Value, json: bool) -> anyhow::Result<()> {
-    let status = text(&view["status"]);
+    let status = cell(&view["status"]);
     if json {
         println!("{}", serde_json::to_string(view)?);
     } else {
         print_outputs(view);
-        eprintln!("run {}: {status}", text(&view["id"]));
+        eprintln!("run {}: {status}", cell(&view["id"]));
     }
     match status.as_str() {
         "succeeded" => Ok(()),
         _ => bail!(
             "run {} {status}: {}",
-            text(&view["id"]),
+            cell(&view["id"]),
             view["error"].as_str().unwrap_or("no reason given")
         ),
     }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::client::{Client, ServerArgs, encode, status_of};
 use super::sse::{Resumable, interrupted};
+use super::table::cell;
 
 #[derive(clap::Subcommand)]
 pub enum SessionCommand {
@@ -678,14 +679,6 @@ fn one_line(text: &str, max: usize) -> String {
     } else {
         let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
         format!("{cut}…")
-    }
-}
-
-fn cell(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
     }
 }
 

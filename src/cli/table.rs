@@ -1,5 +1,14 @@
 //! Plain-text tables for the CLI's listings.
 
+/// A JSON value as a table cell: text as it is, null as `-`, the rest as JSON.
+pub fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
 /// Columns padded to their widest cell; the last column is not padded.
 pub fn print(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();

@@ -92,6 +92,29 @@ impl Server {
         Self::launch(plugins_root, tempfile::tempdir().unwrap(), envs).await
     }
 
+    /// Write `recipes/NAME.yaml` (as editors save) and wait until the server has that
+    /// version in force.
+    pub async fn install_recipe(&self, name: &str, yaml: &str) {
+        std::fs::create_dir_all(self.recipes_dir()).unwrap();
+        replace_file(
+            &self.recipes_dir().join(format!("{name}.yaml")),
+            yaml.as_bytes(),
+        );
+        let version = switchyard::recipes::version_of(yaml);
+        let start = Instant::now();
+        loop {
+            let (status, body) = self.get(&format!("/v1/recipes/{name}")).await;
+            if status == 200 && body["version"] == version.as_str() {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "recipe {name} never loaded: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The server's recipes directory (created empty).
     pub fn recipes_dir(&self) -> PathBuf {
         self.plugins_root.path().join("recipes")
