@@ -178,7 +178,8 @@ async fn overlap_policies_against_slow_runs() {
             .await;
     }
     tokio::time::sleep(Duration::from_millis(4500)).await;
-    for name in ["skipper", "queuer", "allower", "canceler"] {
+    // The queuer goes on until its waiting firing has started (below).
+    for name in ["skipper", "allower", "canceler"] {
         server
             .post(&format!("/v1/automations/{name}/pause"), &json!({}))
             .await;
@@ -216,10 +217,13 @@ async fn overlap_policies_against_slow_runs() {
 
     // queue: one waits while one runs, the rest are skipped; the waiting one starts
     // when the running one ends, so runs never overlap.
-    let queue = wait_firings(&server, "queuer:schedule", Duration::from_secs(10), |f| {
+    let queue = wait_firings(&server, "queuer:schedule", Duration::from_secs(30), |f| {
         f.iter().filter(|f| f["run_id"].is_string()).count() >= 2
     })
     .await;
+    server
+        .post("/v1/automations/queuer/pause", &json!({}))
+        .await;
     assert!(
         queue.iter().any(|f| f["decision"] == "skipped"
             && f["detail"].as_str().unwrap().contains("already waits")),

@@ -506,11 +506,13 @@ impl Automations {
             };
             let runs = state.running.get_mut(&automation).expect("found above");
             runs.retain(|r| r != run_id);
-            if runs.is_empty() {
+            let waiting = if runs.is_empty() {
                 state.waiting.remove(&automation)
             } else {
                 None
-            }
+            };
+            // A firing that waited while its automation was paused does not start.
+            waiting.filter(|_| !state.paused.contains(&automation))
         };
         if let Some(firing) = waiting {
             let this = self.clone();

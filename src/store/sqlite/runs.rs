@@ -305,8 +305,11 @@ impl RunStore for SqliteStore {
         let automation = automation.to_owned();
         self.write(move |c| {
             c.exec(
+                // A resume starts the automation's time afresh: catch-up after a later
+                // stop never replays the slots it was paused for.
                 "INSERT INTO automations (automation, paused, since) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (automation) DO UPDATE SET paused = excluded.paused",
+                 ON CONFLICT (automation) DO UPDATE SET paused = excluded.paused,
+                     since = CASE WHEN excluded.paused THEN automations.since ELSE excluded.since END",
                 params![automation, paused, now],
             )?;
             Ok(())
