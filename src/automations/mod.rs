@@ -640,7 +640,9 @@ impl Automations {
                 .known
                 .iter()
                 .filter(|(id, k)| k.kind == "webhook" && !state.paused.contains(*id))
-                .find(|(_, k)| k.recipe.webhooks[k.index] == path)
+                .filter(|(_, k)| k.recipe.webhooks[k.index] == path)
+                // Two recipes on one path: the first by id, every time.
+                .min_by(|a, b| a.0.cmp(b.0))
                 .map(|(id, k)| (id.clone(), k.clone()))
         };
         let Some((id, known)) = found else {
