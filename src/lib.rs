@@ -9,6 +9,7 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod plugins;
+pub mod queues;
 pub mod recipes;
 pub mod runs;
 pub mod server;

@@ -18,6 +18,7 @@ use crate::automations::Automations;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::plugins::{EngineOptions, HostServices, PluginHost};
+use crate::queues::{Queues, QueuesConfig};
 use crate::recipes::RecipeRegistry;
 use crate::runs::Runs;
 use crate::sessions::{Sessions, SessionsConfig};
@@ -101,6 +102,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         recipes.clone(),
         plugins.clone(),
     );
+    let queues = Queues::new(store.clone(), QueuesConfig::default());
+    tokio::spawn(queues.clone().reap());
     let shutdown = tokio_util::sync::CancellationToken::new();
     let state = AppState {
         plugins: plugins.clone(),
@@ -110,6 +113,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         recipes,
         runs,
         automations,
+        queues,
         ready: Arc::new(AtomicBool::new(false)),
         plugins_dir: config.plugins_dir.clone(),
         shutdown: shutdown.clone(),

@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod health;
 mod plugins;
+mod queues;
 mod recipes;
 mod runs;
 mod sessions;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub recipes: Arc<crate::recipes::RecipeRegistry>,
     pub runs: crate::runs::Runs,
     pub automations: crate::automations::Automations,
+    pub queues: crate::queues::Queues,
     /// Set once the initial plugin scan finished.
     pub ready: Arc<AtomicBool>,
     pub plugins_dir: std::path::PathBuf,
@@ -72,7 +74,8 @@ pub fn router(state: AppState) -> Router {
                 .merge(sessions::routes())
                 .merge(recipes::routes())
                 .merge(runs::routes())
-                .merge(automations::routes()),
+                .merge(automations::routes())
+                .merge(queues::routes()),
         )
         // A 503 from /readyz while starting is expected; errors that matter are logged
         // where they happen, with their cause.

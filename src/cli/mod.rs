@@ -5,6 +5,7 @@ mod automation;
 mod bus;
 mod client;
 mod plugin;
+mod queue;
 mod recipe;
 mod run;
 mod scaffold;
@@ -63,6 +64,9 @@ enum Command {
     /// List automations (recipes' `on:` blocks), fire, pause and resume them.
     #[command(subcommand)]
     Automation(automation::AutomationCommand),
+    /// Push, claim, ack and nack queue items; list queues and their dead letters.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
     /// List, show, follow and cancel recipe runs.
     #[command(subcommand)]
     Run(run::RunCommand),
@@ -90,6 +94,7 @@ pub fn main() -> ExitCode {
             Command::Bus(cmd) => bus::run(cmd).await,
             Command::Recipe(cmd) => recipe::run(cmd).await,
             Command::Run(cmd) => run::run(cmd).await,
+            Command::Queue(cmd) => queue::run(cmd).await,
             Command::Automation(cmd) => automation::run(cmd).await,
         }
     });

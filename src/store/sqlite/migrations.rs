@@ -124,6 +124,35 @@ const MIGRATIONS: &[&str] = &[
         since      TEXT NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 4: durable work queues.
+    r#"
+    -- An item is ready when its status is pending, failed or timed_out, its
+    -- available_at has come and it has not expired.
+    CREATE TABLE queue_items (
+        id               TEXT PRIMARY KEY,
+        queue            TEXT NOT NULL,
+        payload          TEXT NOT NULL,
+        priority         INTEGER NOT NULL,
+        idempotency_key  TEXT,
+        status           TEXT NOT NULL,
+        attempts         INTEGER NOT NULL,
+        max_attempts     INTEGER NOT NULL,
+        available_at     TEXT NOT NULL,
+        expires_at       TEXT,
+        lease_token      TEXT,
+        lease_expires_at TEXT,
+        worker           TEXT,
+        result           TEXT,
+        error            TEXT,
+        created_at       TEXT NOT NULL,
+        updated_at       TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX queue_items_by_key ON queue_items (queue, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX queue_items_ready ON queue_items (queue, status, priority DESC, available_at, id);
+    CREATE INDEX queue_items_by_lease ON queue_items (status, lease_expires_at);
+    CREATE INDEX queue_items_by_expiry ON queue_items (status, expires_at);
+    "#,
 ];
 
 /// The schema version after every migration ran.

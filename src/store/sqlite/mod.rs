@@ -12,6 +12,7 @@
 mod events;
 mod kv;
 mod migrations;
+mod queues;
 mod runs;
 mod sessions;
 mod writer;

@@ -1,0 +1,282 @@
+//! `/v1/queues`: enqueue, claim (long-poll), extend, ack, nack, cancel, list, and the
+//! dead-letter list. Durations are text such as `30s`, `5m`, `250ms`.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::parse_json;
+use super::{ApiError, AppState};
+use crate::queues::{Claim, NewItem, QueueError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/queues", get(summaries))
+        .route("/queues/{queue}/items", post(enqueue).get(list))
+        .route("/queues/{queue}/items/{id}", get(show))
+        .route("/queues/{queue}/claim", post(claim))
+        .route("/queues/{queue}/items/{id}/extend", post(extend))
+        .route("/queues/{queue}/items/{id}/ack", post(ack))
+        .route("/queues/{queue}/items/{id}/nack", post(nack))
+        .route("/queues/{queue}/items/{id}/cancel", post(cancel))
+        .route("/queues/{queue}/dead", get(dead))
+        .route("/queues/{queue}/dead/{id}/retry", post(retry_dead))
+        .route(
+            "/queues/{queue}/dead/{id}",
+            axum::routing::delete(drop_dead),
+        )
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        let message = e.to_string();
+        match e {
+            QueueError::NotFound { .. } => ApiError::not_found(message),
+            QueueError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            QueueError::Invalid { field, .. } => ApiError::bad_request(message).with_field(field),
+            QueueError::Store(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", message)
+            }
+        }
+    }
+}
+
+/// A duration field (`"30s"`), naming the field when it does not read.
+fn duration(field: &'static str, text: Option<&str>) -> Result<Option<Duration>, ApiError> {
+    text.map(|t| {
+        humantime::parse_duration(t).map_err(|e| {
+            ApiError::bad_request(format!(
+                "`{field}`: `{t}` is not a duration ({e}); write e.g. `30s`, `5m`, `250ms`"
+            ))
+            .with_field(field)
+        })
+    })
+    .transpose()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnqueueRequest {
+    payload: Value,
+    #[serde(default)]
+    priority: i64,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    delay: Option<String>,
+    #[serde(default)]
+    ttl: Option<String>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+}
+
+/// 201 with the new item, or 200 with the first item of this idempotency key.
+async fn enqueue(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    body: Json<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req: EnqueueRequest = parse_json(body.0)?;
+    let new = NewItem {
+        payload: req.payload,
+        priority: req.priority,
+        idempotency_key: req.idempotency_key,
+        delay: duration("delay", req.delay.as_deref())?.unwrap_or_default(),
+        ttl: duration("ttl", req.ttl.as_deref())?,
+        max_attempts: req.max_attempts,
+    };
+    let (item, created) = state.queues.enqueue(&queue, new).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!(item))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let items = state.queues.list(&queue, q.status, q.before, limit).await?;
+    let next = (items.len() == limit)
+        .then(|| items.last().map(|i| i.id.clone()))
+        .flatten();
+    Ok(Json(json!({ "items": items, "next": next })))
+}
+
+async fn dead(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let items = state
+        .queues
+        .list(&queue, Some("dead".into()), q.before, limit)
+        .await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.queues.get(&queue, &id).await?)))
+}
+
+async fn summaries(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let queues: Vec<Value> = state
+        .queues
+        .summaries()
+        .await?
+        .into_iter()
+        .map(|(name, counts)| json!({ "name": name, "counts": counts }))
+        .collect();
+    Ok(Json(json!({ "queues": queues })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimRequest {
+    worker: String,
+    #[serde(default)]
+    lease: Option<String>,
+    /// Long-poll: wait this long for an item when none is ready.
+    #[serde(default)]
+    wait: Option<String>,
+    #[serde(default = "one")]
+    max: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// `{"items": [...]}`, each with its `lease_token`; empty when nothing came in `wait`.
+async fn claim(
+    State(state): State<AppState>,
+    Path(queue): Path<String>,
+    body: Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let req: ClaimRequest = parse_json(body.0)?;
+    let claim = Claim {
+        worker: req.worker,
+        lease: duration("lease", req.lease.as_deref())?,
+        wait: duration("wait", req.wait.as_deref())?.unwrap_or_default(),
+        max: req.max,
+    };
+    let items = tokio::select! {
+        items = state.queues.claim(&queue, claim) => items?,
+        // Shutdown ends a long poll with nothing claimed.
+        () = state.shutdown.cancelled() => Vec::new(),
+    };
+    Ok(Json(json!({ "items": items })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaseRequest {
+    lease_token: String,
+    #[serde(default)]
+    lease: Option<String>,
+}
+
+async fn extend(
+    State(state): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+    body: Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let req: LeaseRequest = parse_json(body.0)?;
+    let lease = duration("lease", req.lease.as_deref())?;
+    let item = state
+        .queues
+        .extend(&queue, &id, &req.lease_token, lease)
+        .await?;
+    Ok(Json(json!(item)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckRequest {
+    lease_token: String,
+    #[serde(default)]
+    result: Value,
+}
+
+async fn ack(
+    State(state): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+    body: Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let req: AckRequest = parse_json(body.0)?;
+    let item = state
+        .queues
+        .ack(&queue, &id, &req.lease_token, req.result)
+        .await?;
+    Ok(Json(json!(item)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NackRequest {
+    lease_token: String,
+    reason: String,
+    /// `false`: straight to the dead-letter list.
+    #[serde(default = "yes")]
+    retry: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn nack(
+    State(state): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+    body: Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let req: NackRequest = parse_json(body.0)?;
+    let item = state
+        .queues
+        .nack(&queue, &id, &req.lease_token, req.reason, req.retry)
+        .await?;
+    Ok(Json(json!(item)))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.queues.cancel(&queue, &id).await?)))
+}
+
+async fn retry_dead(
+    State(state): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.queues.retry_dead(&queue, &id).await?)))
+}
+
+async fn drop_dead(
+    State(state): State<AppState>,
+    Path((queue, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.queues.drop_dead(&queue, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,305 @@
+//! Work queues (`queue_items`). Transitions are closures from the queues service run
+//! inside the write, on the item as it is on disk, so a claim, an ack and the reaper
+//! never act on a stale copy.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::events::record_event;
+use super::{CachedStatements, SqliteStore};
+use crate::bus::Event;
+use crate::store::{ItemChange, QueueItem, QueueStore, StoreError};
+
+const COLUMNS: &str = "id, queue, payload, priority, idempotency_key, status, attempts, \
+     max_attempts, available_at, expires_at, lease_token, lease_expires_at, worker, result, \
+     error, created_at, updated_at";
+
+/// Ready to claim: a retryable status, available, not expired.
+const READY: &str = "status IN ('pending', 'failed', 'timed_out') AND available_at <= ?2 \
+     AND (expires_at IS NULL OR expires_at > ?2)";
+
+fn json(text: String) -> serde_json::Value {
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
+
+fn item_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
+    Ok(QueueItem {
+        id: r.get(0)?,
+        queue: r.get(1)?,
+        payload: json(r.get(2)?),
+        priority: r.get(3)?,
+        idempotency_key: r.get(4)?,
+        status: r.get(5)?,
+        attempts: r.get(6)?,
+        max_attempts: r.get(7)?,
+        available_at: r.get(8)?,
+        expires_at: r.get(9)?,
+        lease_token: r.get(10)?,
+        lease_expires_at: r.get(11)?,
+        worker: r.get(12)?,
+        result: r.get::<_, Option<String>>(13)?.map(json),
+        error: r.get(14)?,
+        created_at: r.get(15)?,
+        updated_at: r.get(16)?,
+    })
+}
+
+fn save(c: &Connection, item: &QueueItem) -> Result<(), StoreError> {
+    c.exec(
+        "UPDATE queue_items SET status = ?2, attempts = ?3, available_at = ?4, lease_token = ?5,
+             lease_expires_at = ?6, worker = ?7, result = ?8, error = ?9, updated_at = ?10,
+             priority = ?11, expires_at = ?12, max_attempts = ?13
+         WHERE id = ?1",
+        params![
+            item.id,
+            item.status,
+            item.attempts,
+            item.available_at,
+            item.lease_token,
+            item.lease_expires_at,
+            item.worker,
+            item.result.as_ref().map(|r| r.to_string()),
+            item.error,
+            item.updated_at,
+            item.priority,
+            item.expires_at,
+            item.max_attempts
+        ],
+    )?;
+    Ok(())
+}
+
+/// Apply `change` to each of `items`; the ones it accepted, saved with their events.
+fn apply(
+    c: &Connection,
+    items: Vec<QueueItem>,
+    change: &mut ItemChange,
+    events: &mut Vec<Event>,
+) -> Result<Vec<QueueItem>, StoreError> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        if let Ok((changed, event)) = change(item) {
+            save(c, &changed)?;
+            record_event(c, event, events)?;
+            out.push(changed);
+        }
+    }
+    Ok(out)
+}
+
+fn select(
+    c: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> Result<Vec<QueueItem>, StoreError> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = stmt.query_map(p, item_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[async_trait::async_trait]
+impl QueueStore for SqliteStore {
+    async fn enqueue_item(
+        &self,
+        item: QueueItem,
+        event: crate::bus::NewEvent,
+    ) -> Result<(QueueItem, bool), StoreError> {
+        self.write_events(move |c, events| {
+            if let Some(key) = &item.idempotency_key {
+                let existing = c
+                    .one(
+                        &format!("SELECT {COLUMNS} FROM queue_items WHERE queue = ?1 AND idempotency_key = ?2"),
+                        params![item.queue, key],
+                        item_row,
+                    )
+                    .optional()?;
+                if let Some(existing) = existing {
+                    return Ok((existing, false));
+                }
+            }
+            c.exec(
+                &format!(
+                    "INSERT INTO queue_items ({COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+                ),
+                params![
+                    item.id,
+                    item.queue,
+                    item.payload.to_string(),
+                    item.priority,
+                    item.idempotency_key,
+                    item.status,
+                    item.attempts,
+                    item.max_attempts,
+                    item.available_at,
+                    item.expires_at,
+                    item.lease_token,
+                    item.lease_expires_at,
+                    item.worker,
+                    item.result.as_ref().map(|r| r.to_string()),
+                    item.error,
+                    item.created_at,
+                    item.updated_at
+                ],
+            )?;
+            record_event(c, event, events)?;
+            Ok((item, true))
+        })
+        .await
+    }
+
+    async fn change_item(
+        &self,
+        queue: &str,
+        id: &str,
+        mut change: ItemChange,
+    ) -> Result<Option<Result<QueueItem, String>>, StoreError> {
+        let (queue, id) = (queue.to_owned(), id.to_owned());
+        self.write_events(move |c, events| {
+            let item = c
+                .one(
+                    &format!("SELECT {COLUMNS} FROM queue_items WHERE queue = ?1 AND id = ?2"),
+                    params![queue, id],
+                    item_row,
+                )
+                .optional()?;
+            let Some(item) = item else { return Ok(None) };
+            match change(item) {
+                Ok((changed, event)) => {
+                    save(c, &changed)?;
+                    record_event(c, event, events)?;
+                    Ok(Some(Ok(changed)))
+                }
+                Err(refused) => Ok(Some(Err(refused))),
+            }
+        })
+        .await
+    }
+
+    async fn claim_items(
+        &self,
+        queue: &str,
+        now: String,
+        limit: usize,
+        mut change: ItemChange,
+    ) -> Result<Vec<QueueItem>, StoreError> {
+        let queue = queue.to_owned();
+        self.write_events(move |c, events| {
+            let ready = select(
+                c,
+                &format!(
+                    "SELECT {COLUMNS} FROM queue_items WHERE queue = ?1 AND {READY}
+                     ORDER BY priority DESC, available_at, id LIMIT ?3"
+                ),
+                params![queue, now, limit as i64],
+            )?;
+            apply(c, ready, &mut change, events)
+        })
+        .await
+    }
+
+    async fn reap_items(
+        &self,
+        now: String,
+        limit: usize,
+        mut change: ItemChange,
+    ) -> Result<Vec<QueueItem>, StoreError> {
+        self.write_events(move |c, events| {
+            let due = select(
+                c,
+                &format!(
+                    "SELECT {COLUMNS} FROM queue_items
+                     WHERE (status IN ('claimed', 'running') AND lease_expires_at <= ?1)
+                        OR (status IN ('pending', 'failed', 'timed_out', 'claimed', 'running')
+                            AND expires_at <= ?1)
+                     LIMIT ?2"
+                ),
+                params![now, limit as i64],
+            )?;
+            apply(c, due, &mut change, events)
+        })
+        .await
+    }
+
+    async fn queue_item(&self, queue: &str, id: &str) -> Result<Option<QueueItem>, StoreError> {
+        let (queue, id) = (queue.to_owned(), id.to_owned());
+        self.read(move |c| {
+            Ok(c.one(
+                &format!("SELECT {COLUMNS} FROM queue_items WHERE queue = ?1 AND id = ?2"),
+                params![queue, id],
+                item_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn queue_items(
+        &self,
+        queue: &str,
+        status: Option<String>,
+        before: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<QueueItem>, StoreError> {
+        let queue = queue.to_owned();
+        self.read(move |c| {
+            select(
+                c,
+                &format!(
+                    "SELECT {COLUMNS} FROM queue_items
+                     WHERE queue = ?1 AND (?2 = '' OR status = ?2) AND id < ?3
+                     ORDER BY id DESC LIMIT ?4"
+                ),
+                params![
+                    queue,
+                    status.unwrap_or_default(),
+                    before.unwrap_or_else(|| "~".into()),
+                    limit as i64
+                ],
+            )
+        })
+        .await
+    }
+
+    async fn queue_status_counts(
+        &self,
+    ) -> Result<BTreeMap<String, BTreeMap<String, u64>>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT queue, status, COUNT(*) FROM queue_items GROUP BY queue, status",
+            )?;
+            let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+            for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?)))? {
+                let (queue, status, n): (String, String, i64) = row?;
+                out.entry(queue).or_default().insert(status, n as u64);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn next_available(&self, queue: &str) -> Result<Option<String>, StoreError> {
+        let queue = queue.to_owned();
+        self.read(move |c| {
+            Ok(c.one(
+                "SELECT MIN(available_at) FROM queue_items
+                 WHERE queue = ?1 AND status IN ('pending', 'failed', 'timed_out')",
+                [queue],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn drop_dead_item(&self, queue: &str, id: &str) -> Result<bool, StoreError> {
+        let (queue, id) = (queue.to_owned(), id.to_owned());
+        self.write(move |c| {
+            Ok(c.exec(
+                "DELETE FROM queue_items WHERE queue = ?1 AND id = ?2 AND status = 'dead'",
+                params![queue, id],
+            )? == 1)
+        })
+        .await
+    }
+}
