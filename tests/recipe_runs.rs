@@ -393,6 +393,7 @@ async fn the_cli_runs_recipes_and_lists_automations() {
     let out = cli(&server, &["run", "list", "--recipe", "pipe"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("succeeded"));
 
+    server.wait_automation("nightly:schedule").await;
     let out = cli(&server, &["automation", "list"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");

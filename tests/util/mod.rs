@@ -115,6 +115,26 @@ impl Server {
         }
     }
 
+    /// Wait until the automations service has automation `id` (it takes a recipe up
+    /// just after the registry loads it).
+    pub async fn wait_automation(&self, id: &str) {
+        let start = Instant::now();
+        loop {
+            let (_, list) = self.get("/v1/automations").await;
+            if list
+                .as_array()
+                .is_some_and(|l| l.iter().any(|a| a["id"] == id))
+            {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no automation {id}: {list}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The server's recipes directory (created empty).
     pub fn recipes_dir(&self) -> PathBuf {
         self.plugins_root.path().join("recipes")
