@@ -81,8 +81,7 @@ async fn start(
         correlation_id: req.correlation_id,
         ..Trigger::manual()
     };
-    let run = state.runs.start(recipe, req.inputs, trigger).await?;
-    let view = state.runs.get(&run.id).await?;
+    let view = state.runs.start(recipe, req.inputs, trigger).await?;
     Ok((StatusCode::CREATED, Json(json!(view))))
 }
 
@@ -136,7 +135,7 @@ async fn events(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    state.runs.get(&id).await?;
+    // An unknown run fails the snapshot: a 404 before any event is sent.
     let snapshot = async { Ok(json!(state.runs.get(&id).await?)) }.boxed();
     super::snapshot_then_events(&state, &format!("run.{id}.>"), &headers, snapshot).await
 }

@@ -213,39 +213,27 @@ impl Automations {
         let mut known = HashMap::new();
         let mut schedules = Vec::new();
         for recipe in self.inner.recipes.recipes() {
-            for index in 0..recipe.schedules.len() {
-                let id = automation_id(&recipe.name, "schedule", index);
-                schedules.push((id.clone(), recipe.clone(), index));
-                known.insert(
-                    id,
-                    Known {
-                        recipe: recipe.clone(),
-                        kind: "schedule",
-                        index,
-                    },
-                );
-            }
-            for index in 0..recipe.events.len() {
-                let id = automation_id(&recipe.name, "event", index);
-                known.insert(
-                    id,
-                    Known {
-                        recipe: recipe.clone(),
-                        kind: "event",
-                        index,
-                    },
-                );
-            }
-            for index in 0..recipe.webhooks.len() {
-                let id = automation_id(&recipe.name, "webhook", index);
-                known.insert(
-                    id,
-                    Known {
-                        recipe: recipe.clone(),
-                        kind: "webhook",
-                        index,
-                    },
-                );
+            let kinds = [
+                ("schedule", recipe.schedules.len()),
+                ("event", recipe.events.len()),
+                ("webhook", recipe.webhooks.len()),
+            ];
+            for (kind, count) in kinds {
+                for index in 0..count {
+                    let id = automation_id(&recipe.name, kind, index);
+                    if kind == "schedule" {
+                        schedules.push((id.clone(), recipe.clone(), index));
+                    }
+                    let recipe = recipe.clone();
+                    known.insert(
+                        id,
+                        Known {
+                            recipe,
+                            kind,
+                            index,
+                        },
+                    );
+                }
             }
         }
         let new: Vec<String> = {
@@ -371,8 +359,9 @@ impl Automations {
         }
     }
 
-    /// Apply the overlap policy and start (or record why not).
-    async fn fire(&self, firing: Firing) {
+    /// Apply the overlap policy and start (or record why not); returns the firing as
+    /// decided.
+    async fn fire(&self, firing: Firing) -> FiringRecord {
         let running = self.running_of(&firing.automation);
         if running.is_empty() || firing.overlap == Overlap::Allow {
             return self.start(firing).await;
@@ -386,9 +375,14 @@ impl Automations {
                     "skipped",
                     format!("run {others} is still running (overlap: skip)"),
                 );
-                self.record(record).await;
+                self.record(record).await
             }
             Overlap::Queue => {
+                let waits = self.decided(
+                    &firing,
+                    "queued",
+                    "waits for the running run to end (overlap: queue)".into(),
+                );
                 let refused = {
                     let mut state = self.state();
                     if state.waiting.contains_key(&firing.automation) {
@@ -399,9 +393,13 @@ impl Automations {
                         None
                     }
                 };
-                if let Some(firing) = refused {
-                    let record = self.decided(&firing, "skipped", format!("run {others} is still running and a firing already waits (overlap: queue)"));
-                    self.record(record).await;
+                match refused {
+                    Some(firing) => {
+                        let record = self.decided(&firing, "skipped", format!("run {others} is still running and a firing already waits (overlap: queue)"));
+                        self.record(record).await
+                    }
+                    // Recorded when it starts.
+                    None => waits,
                 }
             }
             Overlap::CancelPrevious => {
@@ -415,13 +413,13 @@ impl Automations {
                     detail: Some(detail),
                     ..firing
                 })
-                .await;
+                .await
             }
         }
     }
 
-    async fn start(&self, firing: Firing) {
-        let record = self.decided(
+    async fn start(&self, firing: Firing) -> FiringRecord {
+        let mut record = self.decided(
             &firing,
             "started",
             firing.detail.clone().unwrap_or_default(),
@@ -429,10 +427,7 @@ impl Automations {
         let trigger = Trigger {
             detail: firing.trigger.clone(),
             correlation_id: firing.correlation_id.clone(),
-            firing: Some(FiringRecord {
-                detail: firing.detail.clone(),
-                ..record
-            }),
+            firing: Some(record.clone()),
         };
         let automation = firing.automation.clone();
         match self
@@ -441,7 +436,7 @@ impl Automations {
             .start(firing.recipe.clone(), firing.inputs.clone(), trigger)
             .await
         {
-            Ok(run) => {
+            Ok(crate::runs::RunView { run, .. }) => {
                 self.state()
                     .running
                     .entry(automation)
@@ -451,14 +446,18 @@ impl Automations {
                 if !self.inner.runs.is_live(&run.id) {
                     self.run_ended(&run.id);
                 }
+                record.run_id = Some(run.id);
+                record
             }
             Err(RunError::SlotTaken { .. }) => {
                 tracing::debug!(automation = %automation, slot = %firing.slot, "automations: slot fired already");
+                // Not recorded again: the slot's first firing stands.
+                self.decided(&firing, "skipped", "the slot has fired already".into())
             }
             Err(e) => {
                 tracing::warn!(automation = %automation, error = %e, "automations: cannot start a run");
                 let record = self.decided(&firing, "error", e.to_string());
-                self.record(record).await;
+                self.record(record).await
             }
         }
     }
@@ -476,12 +475,13 @@ impl Automations {
         }
     }
 
-    async fn record(&self, firing: FiringRecord) {
-        let correlation = firing.slot.clone();
-        let event = firing_event(&firing, &correlation);
-        if let Err(e) = self.inner.store.record_firing(firing, event).await {
+    /// Record a firing that starts no run; returns it.
+    async fn record(&self, firing: FiringRecord) -> FiringRecord {
+        let event = firing_event(&firing, &firing.slot);
+        if let Err(e) = self.inner.store.record_firing(firing.clone(), event).await {
             tracing::error!(error = %e, "automations: cannot record a firing");
         }
+        firing
     }
 
     fn running_of(&self, automation: &str) -> Vec<String> {
@@ -667,7 +667,12 @@ impl Automations {
             correlation_id: correlation_id.or(Some(request)),
             firing: Some(firing),
         };
-        Ok(self.inner.runs.start(known.recipe, body, trigger).await?)
+        Ok(self
+            .inner
+            .runs
+            .start(known.recipe, body, trigger)
+            .await?
+            .run)
     }
 
     /// Fire an automation now (a recipe name means its first automation), through its
@@ -682,32 +687,18 @@ impl Automations {
             }
             _ => (Map::new(), Overlap::Allow),
         };
-        self.fire(Firing {
+        let firing = Firing {
             automation: id.clone(),
             recipe: known.recipe,
-            slot: slot.clone(),
+            slot,
             scheduled_at: None,
             inputs,
             trigger: json!({ "kind": "manual", "automation": id }),
             correlation_id: None,
             overlap,
             detail: Some("fired by hand".into()),
-        })
-        .await;
-        let firings = self.inner.store.firings(Some(id.clone()), 20).await?;
-        Ok(firings
-            .into_iter()
-            .find(|f| f.slot == slot)
-            .unwrap_or(FiringRecord {
-                automation: id,
-                slot,
-                scheduled_at: None,
-                fired_at: crate::time::now_rfc3339(),
-                decision: "queued".into(),
-                run_id: None,
-                detail: Some("waits for the running run to end (overlap: queue)".into()),
-                run_status: None,
-            }))
+        };
+        Ok(self.fire(firing).await)
     }
 
     pub async fn set_paused(&self, name: &str, paused: bool) -> Result<String, AutomationError> {

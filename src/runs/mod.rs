@@ -109,13 +109,13 @@ impl Runs {
     }
 
     /// Start `recipe` with `given` inputs: checked and defaulted, the run and its steps
-    /// written, then driven in the background. Returns the run as created.
+    /// written, then driven in the background. Returns the run and its steps as created.
     pub async fn start(
         &self,
         recipe: Arc<Recipe>,
         given: Map<String, Value>,
         trigger: Trigger,
-    ) -> Result<RunRecord, RunError> {
+    ) -> Result<RunView, RunError> {
         let inputs = inputs::resolve(&recipe, given).map_err(RunError::Inputs)?;
         let id = ulid::Ulid::new().to_string();
         let run = RunRecord {
@@ -176,8 +176,8 @@ impl Runs {
             let (automation, slot) = slot.unwrap_or_default();
             return Err(RunError::SlotTaken { automation, slot });
         }
-        self.drive(recipe, run.clone(), steps);
-        Ok(run)
+        self.drive(recipe, run.clone(), steps.clone());
+        Ok(RunView { run, steps })
     }
 
     /// After a restart: go on with every run that was running, from the recipe text it
