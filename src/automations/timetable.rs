@@ -216,15 +216,19 @@ mod tests {
         }
     }
 
+    fn in_paris(slots: &[DateTime<Utc>]) -> Vec<String> {
+        slots
+            .iter()
+            .map(|s| s.with_timezone(&chrono_tz::Europe::Paris).to_rfc3339())
+            .collect()
+    }
+
     #[test]
     fn dst_spring_forward_fires_once_and_keeps_local_time_after() {
         // Europe/Paris skips 02:00-03:00 on 2026-03-29.
         let r = recipe("    - cron: \"30 2 * * *\"\n      timezone: Europe/Paris\n");
         let fired = fire_between(r, "2026-03-27T12:00:00Z", "2026-03-31T12:00:00Z");
-        let paris: Vec<String> = fired
-            .iter()
-            .map(|s| s.with_timezone(&chrono_tz::Europe::Paris).to_rfc3339())
-            .collect();
+        let paris = in_paris(&fired);
         assert_eq!(
             paris,
             [
@@ -242,10 +246,7 @@ mod tests {
         // Europe/Paris has 02:00-03:00 twice on 2026-10-25.
         let r = recipe("    - cron: \"30 2 * * *\"\n      timezone: Europe/Paris\n");
         let fired = fire_between(r, "2026-10-24T12:00:00Z", "2026-10-26T12:00:00Z");
-        let paris: Vec<String> = fired
-            .iter()
-            .map(|s| s.with_timezone(&chrono_tz::Europe::Paris).to_rfc3339())
-            .collect();
+        let paris = in_paris(&fired);
         assert_eq!(
             paris,
             ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]

@@ -363,8 +363,7 @@ impl Queues {
                 item.status = "succeeded".into();
                 item.result = Some(result.clone());
                 item.error = None;
-                item.lease_token = None;
-                item.lease_expires_at = None;
+                release(&mut item);
                 Ok(item)
             }),
         )
@@ -400,8 +399,7 @@ impl Queues {
 
     /// An attempt that ended badly: retry later, or dead.
     fn fail(&self, item: &mut QueueItem, status: &str, reason: String, retry: bool) {
-        item.lease_token = None;
-        item.lease_expires_at = None;
+        release(item);
         item.error = Some(reason);
         if retry && item.attempts < item.max_attempts {
             item.status = status.into();
@@ -424,8 +422,7 @@ impl Queues {
                     ));
                 }
                 item.status = "canceled".into();
-                item.lease_token = None;
-                item.lease_expires_at = None;
+                release(&mut item);
                 Ok(item)
             }),
         )
@@ -563,6 +560,12 @@ impl Queues {
             }
         }
     }
+}
+
+/// The item is no longer held by anyone.
+fn release(item: &mut QueueItem) {
+    item.lease_token = None;
+    item.lease_expires_at = None;
 }
 
 /// Refuse a transition by anyone but the holder of a live lease.

@@ -96,13 +96,20 @@ impl RecipeRegistry {
         };
         let mut files: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
         files.sort();
+        // The plugins do not change during a scan: one catalog serves every file.
+        let catalog = (self.catalog)();
         for f in files.into_iter().filter(|f| super::is_recipe_file(f)) {
-            self.reload(&f).await;
+            self.reload_against(&f, &catalog).await;
         }
     }
 
     /// Bring the file at `path` in line with the disk.
     pub async fn reload(&self, path: &Path) -> RecipeReload {
+        self.reload_against(path, &(self.catalog)()).await
+    }
+
+    /// [`Self::reload`], checking plugin names against `catalog`.
+    async fn reload_against(&self, path: &Path, catalog: &PluginCatalog) -> RecipeReload {
         // One key per file, however it was named (the watcher reports canonical paths).
         let path = &canonical(path);
         let text = match std::fs::read(path) {
@@ -128,7 +135,7 @@ impl RecipeRegistry {
             return RecipeReload::Unchanged;
         }
         let text = String::from_utf8_lossy(&text);
-        let checked = super::check(path, &text, Some(&(self.catalog)()));
+        let checked = super::check(path, &text, Some(catalog));
         let recipe = match checked {
             Ok(recipe) => recipe,
             Err(problems) => return self.failed(path, problems, fingerprint).await,
