@@ -194,6 +194,6 @@ async fn server(n: usize) {
 }
 
 async fn get(url: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::get(url).await.unwrap();
+    let r = common::http(8).get(url).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or_default())
 }

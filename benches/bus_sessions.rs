@@ -158,10 +158,7 @@ async fn run() {
     })
     .await
     .unwrap();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
-        .unwrap();
+    let http = common::http(256);
 
     if selected("publish") {
         publish(&js, &http, &sy_url).await;

@@ -108,7 +108,7 @@ where
 fn switchyard_cycle(
     url: String,
 ) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone {
-    let http = reqwest::Client::new();
+    let http = common::http(256);
     move |w| {
         let (http, url) = (http.clone(), url.clone());
         Box::pin(async move {

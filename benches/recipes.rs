@@ -55,7 +55,7 @@ async fn reload() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("recipes")).unwrap();
     let (_server, url) = start_switchyard(dir.path()).await;
-    let response = reqwest::Client::new()
+    let response = common::http(256)
         .get(format!("{url}/v1/events?topic=recipe.bench.>"))
         .send()
         .await

@@ -4,6 +4,7 @@
 //! See `ARCHITECTURE.md` for the map of the modules.
 
 pub mod api;
+pub mod auth;
 pub mod automations;
 pub mod bus;
 pub mod cli;

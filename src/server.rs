@@ -14,6 +14,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::auth::Tokens;
 use crate::automations::Automations;
 use crate::bus::Bus;
 use crate::config::Config;
@@ -42,6 +43,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let store = Store::open(&config.data_dir)?;
     let bus = Bus::new(store.clone());
+    let tokens = Tokens::load(
+        store.clone(),
+        std::env::var(crate::auth::ADMIN_TOKEN_ENV).ok().as_deref(),
+    )
+    .await?;
+    if let Some((token, path)) = tokens.bootstrap(&config.data_dir).await? {
+        // Shown once, on the first start; the file lets the CLI on this machine use it.
+        eprintln!(
+            "switchyard: first start; admin token (also in {}): {token}",
+            path.display()
+        );
+    }
     let plugins = Arc::new(
         PluginHost::new(
             EngineOptions::default(),
@@ -114,6 +127,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         runs,
         automations,
         queues,
+        tokens,
         ready: Arc::new(AtomicBool::new(false)),
         plugins_dir: config.plugins_dir.clone(),
         shutdown: shutdown.clone(),

@@ -382,7 +382,7 @@ on:
     );
 
     // A webhook: the body is the inputs.
-    let response = reqwest::Client::new()
+    let response = util::http()
         .post(format!("{}/v1/hooks/ops/page", server.url))
         .header("x-correlation-id", "page-1")
         .json(&json!({ "service": "queue", "text": "backlog" }))

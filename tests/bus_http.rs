@@ -57,7 +57,7 @@ async fn publish_rejects_bad_input_naming_the_field() {
             .contains("unknown field `colour`"),
         "{body}"
     );
-    let r = reqwest::Client::new()
+    let r = util::http()
         .get(format!("{}/v1/events?topic=a.>.b", server.url))
         .send()
         .await
@@ -135,7 +135,7 @@ async fn resume_with_last_event_id_loses_and_repeats_nothing() {
     let writer = {
         let url = server.url.clone();
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = util::http();
             for n in 100..105 {
                 client
                     .post(format!("{url}/v1/events"))

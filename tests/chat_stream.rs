@@ -16,6 +16,7 @@ fn read_with_sdk(url: &str, text: &str) -> Value {
         "tests/js/node_modules is missing: run `npm ci --prefix tests/js` (scripts/test.sh does)"
     );
     let out = Command::new("node")
+        .env("SWITCHYARD_TOKEN", util::ADMIN_TOKEN)
         .arg(js.join("read-chat-stream.mjs"))
         .args([url, text])
         .output()

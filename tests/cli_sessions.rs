@@ -15,6 +15,7 @@ use util::Server;
 /// Run `switchyard ARGS --server URL` to completion.
 fn cli(url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .env("SWITCHYARD_TOKEN", util::ADMIN_TOKEN)
         .args(args)
         .args(["--server", url])
         .env_remove("SWITCHYARD_URL")
@@ -64,6 +65,7 @@ struct Running {
 impl Running {
     fn start(url: &str, args: &[&str]) -> Running {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .env("SWITCHYARD_TOKEN", util::ADMIN_TOKEN)
             .args(args)
             .args(["--server", url])
             .stdout(Stdio::piped())
@@ -311,6 +313,7 @@ async fn follow_reports_failed_turns_full_queues_and_ctrl_c() {
     create(&server, "slow", json!({ "delay_ms": 100 })).await;
     let long: String = (0..40).map(|i| format!("w{i} ")).collect();
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .env("SWITCHYARD_TOKEN", util::ADMIN_TOKEN)
         .args([
             "session", "send", "slow", &long, "--follow", "--server", url,
         ])

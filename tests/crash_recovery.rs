@@ -41,7 +41,7 @@ async fn every_acknowledged_request_survives_sigkill() {
     for c in 0..8usize {
         let (url, acked) = (url.clone(), acked.clone());
         clients.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+            let http = reqwest::Client::builder().default_headers(util::bearer(util::ADMIN_TOKEN)).timeout(Duration::from_secs(5)).build().unwrap();
             for i in 0.. {
                 let key = format!("c{}", (c + i) % SESSIONS);
                 let sent = if i % 3 == 0 {

@@ -45,11 +45,12 @@ async fn a_worker_that_dies_mid_lease_gets_its_item_delivered_again() {
         .args([
             "-c",
             "import json, sys, urllib.request\n\
-             req = urllib.request.Request(sys.argv[1], data=json.dumps({'worker': 'doomed', 'lease': '1s'}).encode(), headers={'content-type': 'application/json'})\n\
+             req = urllib.request.Request(sys.argv[1], data=json.dumps({'worker': 'doomed', 'lease': '1s'}).encode(), headers={'content-type': 'application/json', 'authorization': 'Bearer ' + sys.argv[2]})\n\
              items = json.load(urllib.request.urlopen(req))['items']\n\
              print(items[0]['lease_token'])\n\
              sys.exit(9)",
             &format!("{}/v1/queues/jobs/claim", server.url),
+            util::ADMIN_TOKEN,
         ])
         .output()
         .unwrap();
@@ -172,7 +173,7 @@ async fn enqueue_is_idempotent_and_claims_follow_priority_and_delay() {
     let url = server.url.clone();
     let poll = tokio::spawn(async move {
         let start = Instant::now();
-        let r: Value = reqwest::Client::new()
+        let r: Value = util::http()
             .post(format!("{url}/v1/queues/idle/claim"))
             .json(&json!({ "worker": "w", "wait": "10s" }))
             .send()
@@ -275,7 +276,7 @@ async fn nacks_back_off_then_dead_letter_retry_and_ttl() {
         )
         .await;
     assert_eq!(dead["status"], "dead", "retry: false goes straight to dead");
-    let response = reqwest::Client::new()
+    let response = util::http()
         .delete(format!("{}/v1/queues/build/dead/{id}", server.url))
         .send()
         .await
@@ -324,6 +325,7 @@ async fn the_cli_pushes_claims_and_acks() {
     let server = Server::start(&[]).await;
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .env("SWITCHYARD_TOKEN", util::ADMIN_TOKEN)
             .args(args)
             .env("SWITCHYARD_URL", &server.url)
             .output()
@@ -357,7 +359,7 @@ async fn the_cli_pushes_claims_and_acks() {
         "ack",
         "cli",
         id.trim(),
-        "--token",
+        "--lease-token",
         token,
         "--result",
         "42",

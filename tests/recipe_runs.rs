@@ -349,6 +349,7 @@ steps:
 /// `switchyard` on the command line against the server.
 fn cli(server: &Server, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .env("SWITCHYARD_TOKEN", util::ADMIN_TOKEN)
         .args(args)
         .env("SWITCHYARD_URL", &server.url)
         .output()

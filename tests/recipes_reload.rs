@@ -83,6 +83,7 @@ async fn edits_swap_in_broken_edits_keep_the_last_good_version() {
 
     // The CLI shows it too.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .env("SWITCHYARD_TOKEN", util::ADMIN_TOKEN)
         .args(["recipe", "list", "--server", &server.url])
         .output()
         .unwrap();

@@ -26,7 +26,7 @@ async fn probes_and_graceful_shutdown_finish_calls_in_flight() {
     let url = format!("{}/v1/plugins/echo-agent/call", server.url);
     let slow = tokio::spawn(async move {
         let started = Instant::now();
-        let r = reqwest::Client::new()
+        let r = util::http()
             .post(url)
             .json(&json!({
                 "export": "run-turn",

@@ -217,7 +217,7 @@ async fn abort_steer_both_ways_and_queue_full() {
     assert!(history(&server, "slow").await.is_empty());
 
     // Delete.
-    let r = reqwest::Client::new()
+    let r = util::http()
         .delete(format!("{}/v1/sessions/slow", server.url))
         .send()
         .await

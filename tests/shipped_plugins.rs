@@ -210,6 +210,7 @@ async fn shipped_plugins_load_and_work() {
 
     // The CLI lists the running server's plugins.
     let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .env("SWITCHYARD_TOKEN", util::ADMIN_TOKEN)
         .args(["plugin", "list", "--json", "--server", &server.url])
         .output()
         .unwrap();
@@ -231,6 +232,7 @@ async fn shipped_plugins_load_and_work() {
 
 fn switchyard(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .env("SWITCHYARD_TOKEN", util::ADMIN_TOKEN)
         .args(args)
         .output()
         .unwrap();

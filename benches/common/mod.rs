@@ -7,6 +7,23 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The `p` quantile (0.5 = median) of samples sorted ascending.
+/// The admin token the bench servers accept.
+pub const TOKEN: &str = "bench-admin-token-not-secret";
+
+/// An HTTP client that sends [`TOKEN`]; `max_idle` connections kept per host.
+pub fn http(max_idle: usize) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {TOKEN}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .pool_max_idle_per_host(max_idle)
+        .build()
+        .unwrap()
+}
+
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
@@ -50,11 +67,12 @@ pub async fn start_switchyard(dir: &std::path::Path) -> (Proc, String) {
         .arg("--recipes")
         .arg(dir.join("recipes"))
         .env("SWITCHYARD_LOG", "warn")
+        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
         .stdout(Stdio::null())
         .spawn()
         .expect("start switchyard");
     let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = http(8);
     let start = Instant::now();
     while !http
         .get(format!("{url}/readyz"))

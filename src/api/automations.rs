@@ -1,24 +1,26 @@
 //! `/v1/automations`: the `on:` blocks of the recipes in force, their firings, firing
 //! by hand, pause and resume; `POST /v1/hooks/{path}` starts the recipe listening there.
 
-use axum::extract::{Path, Query, State};
+use super::extract::{Path, Query};
+use axum::Json;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, AppState};
 use crate::automations::{AutomationError, AutomationView};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/automations", get(list))
-        .route("/automations/{id}/firings", get(firings))
-        .route("/automations/{id}/run", post(fire))
-        .route("/automations/{id}/pause", post(pause))
-        .route("/automations/{id}/resume", post(resume))
-        .route("/hooks/{*path}", post(hook))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(firings))
+        .routes(routes!(fire))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(hook))
 }
 
 impl From<AutomationError> for ApiError {
@@ -33,16 +35,32 @@ impl From<AutomationError> for ApiError {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/automations",
+    tag = "automations",
+    responses((status = 200, description = "Automations with their next firings", body = Value)),
+    security(("token" = ["automations:read"]))
+)]
 async fn list(State(state): State<AppState>) -> Result<Json<Vec<AutomationView>>, ApiError> {
     Ok(Json(state.automations.list().await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct FiringsQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/automations/{id}/firings",
+    tag = "automations",
+    params(("id" = String, Path, description = "Automation id"), FiringsQuery),
+    responses((status = 200, description = "Firings, newest first", body = Value)),
+    security(("token" = ["automations:read"]))
+)]
 async fn firings(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -53,6 +71,14 @@ async fn firings(
     Ok(Json(json!({ "firings": firings })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/automations/{id}/run",
+    tag = "automations",
+    params(("id" = String, Path, description = "Automation id")),
+    responses((status = 202, description = "The firing", body = Value)),
+    security(("token" = ["automations:write"]))
+)]
 async fn fire(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -61,6 +87,14 @@ async fn fire(
     Ok((StatusCode::ACCEPTED, Json(json!(firing))))
 }
 
+#[utoipa::path(
+    post,
+    path = "/automations/{id}/pause",
+    tag = "automations",
+    params(("id" = String, Path, description = "Automation id")),
+    responses((status = 200, description = "Paused", body = Value)),
+    security(("token" = ["automations:write"]))
+)]
 async fn pause(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -69,6 +103,14 @@ async fn pause(
     Ok(Json(json!({ "id": id, "paused": true })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/automations/{id}/resume",
+    tag = "automations",
+    params(("id" = String, Path, description = "Automation id")),
+    responses((status = 200, description = "Resumed", body = Value)),
+    security(("token" = ["automations:write"]))
+)]
 async fn resume(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -79,6 +121,15 @@ async fn resume(
 
 /// The request body (a JSON object; empty for none) is the run's inputs; an
 /// `X-Correlation-Id` header becomes the run's correlation id.
+#[utoipa::path(
+    post,
+    path = "/hooks/{*path}",
+    tag = "automations",
+    params(("path" = String, Path, description = "The webhook path a recipe listens on")),
+    request_body(content = Option<Object>, description = "The run's inputs by name (a JSON object; no body for none)"),
+    responses((status = 202, description = "The run it started", body = Value)),
+    security(("token" = ["hooks:write"]))
+)]
 async fn hook(
     State(state): State<AppState>,
     Path(path): Path<String>,

@@ -10,8 +10,8 @@
 
 use std::convert::Infallible;
 
-use axum::Json;
-use axum::extract::{Path, State};
+use super::extract::{Body, Path};
+use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
@@ -24,22 +24,31 @@ use super::{ApiError, AppState};
 use crate::bus::{Subscription, TopicPattern};
 
 /// The parts of the SDK's request body Switchyard uses; the SDK (and apps) add more.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ChatRequest {
     messages: Vec<UiMessage>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct UiMessage {
     role: String,
     #[serde(default)]
     parts: Vec<Value>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/sessions/{key}/chat",
+    tag = "sessions",
+    params(("key" = String, Path, description = "Session key")),
+    request_body = ChatRequest,
+    responses((status = 200, description = "The reply as an AI SDK UI message stream", content_type = "text/event-stream", body = String)),
+    security(("token" = ["sessions:write"]))
+)]
 pub async fn chat(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    body: Json<Value>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let request: ChatRequest = parse_json(body.0)?;
     let last_user = request

@@ -8,11 +8,11 @@
 
 use std::convert::Infallible;
 
-use axum::extract::{Query, State};
+use super::extract::{Body, Query};
+use axum::Json;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, Sse};
-use axum::routing::get;
-use axum::{Json, Router};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -20,13 +20,15 @@ use serde_json::{Value, json};
 use super::error::parse_json;
 use super::{ApiError, AppState};
 use crate::bus::{BusError, NewEvent, TopicPattern};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/events", get(follow).post(publish))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(publish, follow))
 }
 
 /// `POST /v1/events` body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PublishRequest {
     topic: String,
@@ -51,9 +53,17 @@ const MAX_BATCH: usize = 1000;
 
 /// One event (`{...}` → `{"seq", "id", "time"}`) or a batch (`[{...}, ...]` →
 /// `{"events": [...]}`), stored atomically with consecutive seqs.
+#[utoipa::path(
+    post,
+    path = "/events",
+    tag = "bus",
+    request_body = PublishRequest,
+    responses((status = 201, description = "The stored event, or events", body = Value)),
+    security(("token" = ["bus:write"]))
+)]
 async fn publish(
     State(state): State<AppState>,
-    body: Json<Value>,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let receipt = |e: &crate::bus::Event| json!({ "seq": e.seq, "id": e.id, "time": e.time });
     if let Value::Array(items) = body.0 {
@@ -121,7 +131,8 @@ fn refused(e: BusError, index: Option<usize>) -> ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FollowQuery {
     /// Topic pattern; `>` (everything) when absent.
     topic: Option<String>,
@@ -129,6 +140,14 @@ struct FollowQuery {
     after: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "bus",
+    params(FollowQuery),
+    responses((status = 200, description = "Events as they commit (resumable with Last-Event-ID)", content_type = "text/event-stream", body = String)),
+    security(("token" = ["bus:read"]))
+)]
 async fn follow(
     State(state): State<AppState>,
     Query(q): Query<FollowQuery>,

@@ -1,16 +1,20 @@
 //! The HTTP API (axum): `/healthz`, `/readyz` and everything under `/v1`, JSON in and
 //! out, errors in one shape: `{"error": {"code", "message", "field"?}}`.
 
+mod auth;
 mod automations;
 mod chat;
 mod error;
 mod events;
+mod extract;
 mod health;
+pub mod openapi;
 mod plugins;
 mod queues;
 mod recipes;
 mod runs;
 mod sessions;
+mod tokens;
 
 pub use error::ApiError;
 
@@ -19,6 +23,7 @@ use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::bus::Bus;
 use crate::plugins::PluginHost;
@@ -36,6 +41,7 @@ pub struct AppState {
     pub runs: crate::runs::Runs,
     pub automations: crate::automations::Automations,
     pub queues: crate::queues::Queues,
+    pub tokens: crate::auth::Tokens,
     /// Set once the initial plugin scan finished.
     pub ready: Arc<AtomicBool>,
     pub plugins_dir: std::path::PathBuf,
@@ -64,19 +70,58 @@ where
     )
 }
 
+/// Every route, each with its OpenAPI operation.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(health::routes()).nest(
+        "/v1",
+        plugins::routes()
+            .merge(events::routes())
+            .merge(sessions::routes())
+            .merge(recipes::routes())
+            .merge(runs::routes())
+            .merge(automations::routes())
+            .merge(queues::routes())
+            .merge(tokens::routes())
+            .routes(utoipa_axum::routes!(openapi_json)),
+    )
+}
+
+/// The OpenAPI document of the whole API, as served at `/v1/openapi.json`.
+pub fn openapi() -> serde_json::Value {
+    openapi::finish(routes().into_openapi())
+}
+
+/// The served OpenAPI document, serialized once.
+#[derive(Clone)]
+struct OpenApiJson(bytes::Bytes);
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = serde_json::Value)),
+    security(("token" = []))
+)]
+async fn openapi_json(
+    axum::Extension(doc): axum::Extension<OpenApiJson>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        doc.0,
+    )
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(health::routes())
-        .nest(
-            "/v1",
-            plugins::routes()
-                .merge(events::routes())
-                .merge(sessions::routes())
-                .merge(recipes::routes())
-                .merge(runs::routes())
-                .merge(automations::routes())
-                .merge(queues::routes()),
-        )
+    let (router, doc) = routes().split_for_parts();
+    let doc = openapi::finish(doc);
+    let guard = auth::Guard {
+        tokens: state.tokens.clone(),
+        routes: Arc::new(openapi::RouteScopes::from_doc(&doc)),
+    };
+    let doc = OpenApiJson(serde_json::to_vec(&doc).unwrap_or_default().into());
+    router
+        .route_layer(axum::middleware::from_fn_with_state(guard, auth::authorize))
+        .layer(axum::Extension(doc))
         // A 503 from /readyz while starting is expected; errors that matter are logged
         // where they happen, with their cause.
         .layer(

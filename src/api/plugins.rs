@@ -1,9 +1,9 @@
 //! `/v1/plugins`: list, inspect, reload and call plugins (calls are for debugging an
 //! export with JSON input; the runtime's own parts call plugins in-process).
 
-use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use super::extract::{Body, Path};
+use axum::Json;
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -12,19 +12,36 @@ use super::{ApiError, AppState};
 use crate::bus::Event;
 use crate::plugins::types::{OutboundMessage, TurnRequest, WebhookRequest};
 use crate::plugins::{PluginKind, PluginSummary, ReloadOutcome, TurnControl};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/plugins", get(list))
-        .route("/plugins/{name}", get(show))
-        .route("/plugins/{name}/reload", post(reload))
-        .route("/plugins/{name}/call", post(call))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(reload))
+        .routes(routes!(call))
 }
 
+#[utoipa::path(
+    get,
+    path = "/plugins",
+    tag = "plugins",
+    responses((status = 200, description = "Every plugin, loaded or failed", body = Value)),
+    security(("token" = ["plugins:read"]))
+)]
 async fn list(State(state): State<AppState>) -> Json<Vec<PluginSummary>> {
     Json(state.plugins.list())
 }
 
+#[utoipa::path(
+    get,
+    path = "/plugins/{name}",
+    tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name")),
+    responses((status = 200, description = "The plugin", body = Value)),
+    security(("token" = ["plugins:read"]))
+)]
 async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -36,10 +53,22 @@ async fn show(
         .ok_or_else(|| ApiError::not_found(format!("no plugin named `{name}`")))
 }
 
+#[utoipa::path(
+    post,
+    path = "/plugins/{name}/reload",
+    tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name")),
+    responses((status = 200, description = "What the reload did", body = Value)),
+    security(("token" = ["plugins:write"]))
+)]
 async fn reload(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    // The name becomes a path under the plugins directory: never `..` or `a/b`.
+    if !crate::plugins::manifest::is_plugin_name(&name) {
+        return Err(ApiError::not_found(format!("no plugin named `{name}`")).with_field("name"));
+    }
     let (_, outcome) = state.plugins.reload(&state.plugins_dir.join(&name)).await;
     let (status, error) = match outcome {
         ReloadOutcome::Loaded => ("loaded", None),
@@ -54,7 +83,7 @@ async fn reload(
 }
 
 /// `{"export": "...", "input": {...}}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CallRequest {
     export: String,
@@ -100,10 +129,19 @@ fn empty_object() -> Value {
     json!({})
 }
 
+#[utoipa::path(
+    post,
+    path = "/plugins/{name}/call",
+    tag = "plugins",
+    params(("name" = String, Path, description = "Plugin name")),
+    request_body = CallRequest,
+    responses((status = 200, description = "The export's output", body = Value)),
+    security(("token" = ["plugins:write"]))
+)]
 async fn call(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Json<Value>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let request: CallRequest = parse_json(body.0)?;
     let summary = state

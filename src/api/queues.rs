@@ -3,33 +3,33 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use super::extract::{Body, Path, Query};
+use axum::Json;
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::parse_json;
 use super::{ApiError, AppState};
 use crate::queues::{Claim, NewItem, QueueError};
+use crate::store::QueueItem;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/queues", get(summaries))
-        .route("/queues/{queue}/items", post(enqueue).get(list))
-        .route("/queues/{queue}/items/{id}", get(show))
-        .route("/queues/{queue}/claim", post(claim))
-        .route("/queues/{queue}/items/{id}/extend", post(extend))
-        .route("/queues/{queue}/items/{id}/ack", post(ack))
-        .route("/queues/{queue}/items/{id}/nack", post(nack))
-        .route("/queues/{queue}/items/{id}/cancel", post(cancel))
-        .route("/queues/{queue}/dead", get(dead))
-        .route("/queues/{queue}/dead/{id}/retry", post(retry_dead))
-        .route(
-            "/queues/{queue}/dead/{id}",
-            axum::routing::delete(drop_dead),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(summaries))
+        .routes(routes!(enqueue, list))
+        .routes(routes!(show))
+        .routes(routes!(claim))
+        .routes(routes!(extend))
+        .routes(routes!(ack))
+        .routes(routes!(nack))
+        .routes(routes!(cancel))
+        .routes(routes!(dead))
+        .routes(routes!(retry_dead))
+        .routes(routes!(drop_dead))
 }
 
 impl From<QueueError> for ApiError {
@@ -59,7 +59,7 @@ fn duration(field: &'static str, text: Option<&str>) -> Result<Option<Duration>,
     .transpose()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EnqueueRequest {
     payload: Value,
@@ -76,10 +76,19 @@ struct EnqueueRequest {
 }
 
 /// 201 with the new item, or 200 with the first item of this idempotency key.
+#[utoipa::path(
+    post,
+    path = "/queues/{queue}/items",
+    tag = "queues",
+    params(("queue" = String, Path, description = "Queue name")),
+    request_body = EnqueueRequest,
+    responses((status = 201, description = "Enqueued", body = QueueItem), (status = 200, description = "The first item with this idempotency key", body = QueueItem)),
+    security(("token" = ["queues:write"]))
+)]
 async fn enqueue(
     State(state): State<AppState>,
     Path(queue): Path<String>,
-    body: Json<Value>,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: EnqueueRequest = parse_json(body.0)?;
     let new = NewItem {
@@ -99,7 +108,8 @@ async fn enqueue(
     Ok((status, Json(json!(item))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     status: Option<String>,
@@ -107,6 +117,14 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/queues/{queue}/items",
+    tag = "queues",
+    params(("queue" = String, Path, description = "Queue name"), ListQuery),
+    responses((status = 200, description = "A page of items, newest first", body = Value)),
+    security(("token" = ["queues:read"]))
+)]
 async fn list(
     State(state): State<AppState>,
     Path(queue): Path<String>,
@@ -120,6 +138,14 @@ async fn list(
     Ok(Json(json!({ "items": items, "next": next })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/queues/{queue}/dead",
+    tag = "queues",
+    params(("queue" = String, Path, description = "Queue name"), ListQuery),
+    responses((status = 200, description = "Dead items, newest first", body = Value)),
+    security(("token" = ["queues:read"]))
+)]
 async fn dead(
     State(state): State<AppState>,
     Path(queue): Path<String>,
@@ -133,6 +159,14 @@ async fn dead(
     Ok(Json(json!({ "items": items })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/queues/{queue}/items/{id}",
+    tag = "queues",
+    params(("queue" = String, Path, description = "Queue name"), ("id" = String, Path, description = "Item id")),
+    responses((status = 200, description = "The item", body = QueueItem)),
+    security(("token" = ["queues:read"]))
+)]
 async fn show(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
@@ -140,6 +174,13 @@ async fn show(
     Ok(Json(json!(state.queues.get(&queue, &id).await?)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/queues",
+    tag = "queues",
+    responses((status = 200, description = "Every queue with its counts by status", body = Value)),
+    security(("token" = ["queues:read"]))
+)]
 async fn summaries(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let queues: Vec<Value> = state
         .queues
@@ -151,7 +192,7 @@ async fn summaries(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     Ok(Json(json!({ "queues": queues })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ClaimRequest {
     worker: String,
@@ -169,10 +210,19 @@ fn one() -> usize {
 }
 
 /// `{"items": [...]}`, each with its `lease_token`; empty when nothing came in `wait`.
+#[utoipa::path(
+    post,
+    path = "/queues/{queue}/claim",
+    tag = "queues",
+    params(("queue" = String, Path, description = "Queue name")),
+    request_body = ClaimRequest,
+    responses((status = 200, description = "Claimed items with their lease tokens (none if nothing came in time)", body = Value)),
+    security(("token" = ["queues:work"]))
+)]
 async fn claim(
     State(state): State<AppState>,
     Path(queue): Path<String>,
-    body: Json<Value>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let req: ClaimRequest = parse_json(body.0)?;
     let claim = Claim {
@@ -189,7 +239,7 @@ async fn claim(
     Ok(Json(json!({ "items": items })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LeaseRequest {
     lease_token: String,
@@ -197,10 +247,19 @@ struct LeaseRequest {
     lease: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/queues/{queue}/items/{id}/extend",
+    tag = "queues",
+    params(("queue" = String, Path, description = "Queue name"), ("id" = String, Path, description = "Item id")),
+    request_body = LeaseRequest,
+    responses((status = 200, description = "The item with its new lease", body = QueueItem)),
+    security(("token" = ["queues:work"]))
+)]
 async fn extend(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
-    body: Json<Value>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let req: LeaseRequest = parse_json(body.0)?;
     let lease = duration("lease", req.lease.as_deref())?;
@@ -211,7 +270,7 @@ async fn extend(
     Ok(Json(json!(item)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AckRequest {
     lease_token: String,
@@ -219,10 +278,19 @@ struct AckRequest {
     result: Value,
 }
 
+#[utoipa::path(
+    post,
+    path = "/queues/{queue}/items/{id}/ack",
+    tag = "queues",
+    params(("queue" = String, Path, description = "Queue name"), ("id" = String, Path, description = "Item id")),
+    request_body = AckRequest,
+    responses((status = 200, description = "Succeeded", body = QueueItem)),
+    security(("token" = ["queues:work"]))
+)]
 async fn ack(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
-    body: Json<Value>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let req: AckRequest = parse_json(body.0)?;
     let item = state
@@ -232,7 +300,7 @@ async fn ack(
     Ok(Json(json!(item)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NackRequest {
     lease_token: String,
@@ -246,10 +314,19 @@ fn yes() -> bool {
     true
 }
 
+#[utoipa::path(
+    post,
+    path = "/queues/{queue}/items/{id}/nack",
+    tag = "queues",
+    params(("queue" = String, Path, description = "Queue name"), ("id" = String, Path, description = "Item id")),
+    request_body = NackRequest,
+    responses((status = 200, description = "Failed (to retry) or dead", body = QueueItem)),
+    security(("token" = ["queues:work"]))
+)]
 async fn nack(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
-    body: Json<Value>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let req: NackRequest = parse_json(body.0)?;
     let item = state
@@ -259,6 +336,14 @@ async fn nack(
     Ok(Json(json!(item)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/queues/{queue}/items/{id}/cancel",
+    tag = "queues",
+    params(("queue" = String, Path, description = "Queue name"), ("id" = String, Path, description = "Item id")),
+    responses((status = 200, description = "Canceled", body = QueueItem)),
+    security(("token" = ["queues:write"]))
+)]
 async fn cancel(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
@@ -266,6 +351,14 @@ async fn cancel(
     Ok(Json(json!(state.queues.cancel(&queue, &id).await?)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/queues/{queue}/dead/{id}/retry",
+    tag = "queues",
+    params(("queue" = String, Path, description = "Queue name"), ("id" = String, Path, description = "Item id")),
+    responses((status = 200, description = "Pending again", body = QueueItem)),
+    security(("token" = ["queues:write"]))
+)]
 async fn retry_dead(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
@@ -273,6 +366,14 @@ async fn retry_dead(
     Ok(Json(json!(state.queues.retry_dead(&queue, &id).await?)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/queues/{queue}/dead/{id}",
+    tag = "queues",
+    params(("queue" = String, Path, description = "Queue name"), ("id" = String, Path, description = "Item id")),
+    responses((status = 204, description = "Dropped")),
+    security(("token" = ["queues:write"]))
+)]
 async fn drop_dead(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,

@@ -3,11 +3,11 @@
 
 use std::convert::Infallible;
 
-use axum::extract::{Path, Query, State};
+use super::extract::{Body, Path, Query};
+use axum::Json;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, Sse};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use futures::{FutureExt, Stream};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -16,14 +16,16 @@ use super::error::parse_json;
 use super::{ApiError, AppState};
 use crate::runs::{RunError, RunView, Trigger};
 use crate::store::RunFilter;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/recipes/{name}/runs", post(start))
-        .route("/runs", get(list))
-        .route("/runs/{id}", get(show))
-        .route("/runs/{id}/cancel", post(cancel))
-        .route("/runs/{id}/events", get(events))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start))
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(cancel))
+        .routes(routes!(events))
 }
 
 impl From<RunError> for ApiError {
@@ -41,7 +43,7 @@ impl From<RunError> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StartRequest {
     #[serde(default)]
@@ -70,10 +72,19 @@ pub fn recipe(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/recipes/{name}/runs",
+    tag = "runs",
+    params(("name" = String, Path, description = "Recipe name")),
+    request_body(content = Option<StartRequest>, description = "Inputs and a correlation id; no body for none"),
+    responses((status = 201, description = "The run, started", body = Value)),
+    security(("token" = ["runs:write"]))
+)]
 async fn start(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Option<Json<Value>>,
+    body: Option<Body>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: StartRequest = parse_json(body.map_or_else(|| json!({}), |b| b.0))?;
     let recipe = recipe(&state, &name)?;
@@ -85,7 +96,8 @@ async fn start(
     Ok((StatusCode::CREATED, Json(json!(view))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     recipe: Option<String>,
@@ -95,6 +107,14 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/runs",
+    tag = "runs",
+    params(ListQuery),
+    responses((status = 200, description = "A page of runs, newest first", body = Value)),
+    security(("token" = ["runs:read"]))
+)]
 async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
@@ -115,6 +135,14 @@ async fn list(
     Ok(Json(json!({ "runs": runs, "next": next })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/runs/{id}",
+    tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, description = "The run with its steps", body = Value)),
+    security(("token" = ["runs:read"]))
+)]
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -122,6 +150,14 @@ async fn show(
     Ok(Json(state.runs.get(&id).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/runs/{id}/cancel",
+    tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, description = "The run, canceled", body = Value)),
+    security(("token" = ["runs:write"]))
+)]
 async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -130,6 +166,14 @@ async fn cancel(
 }
 
 /// SSE: a `snapshot` message (the run and its steps), then the run's events.
+#[utoipa::path(
+    get,
+    path = "/runs/{id}/events",
+    tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, description = "A snapshot, then the run's events", content_type = "text/event-stream", body = String)),
+    security(("token" = ["runs:read"]))
+)]
 async fn events(
     State(state): State<AppState>,
     Path(id): Path<String>,

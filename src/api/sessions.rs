@@ -3,11 +3,11 @@
 
 use std::convert::Infallible;
 
-use axum::extract::{Path, Query, State};
+use super::extract::{Body, Path, Query};
+use axum::Json;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, Sse};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use futures::{FutureExt, Stream};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -15,18 +15,20 @@ use serde_json::{Value, json};
 use super::error::parse_json;
 use super::{ApiError, AppState};
 use crate::sessions::{NewSession, SessionError};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/sessions", post(create).get(list))
-        .route("/sessions/{key}", get(show).delete(delete))
-        .route("/sessions/{key}/messages", post(enqueue))
-        .route("/sessions/{key}/abort", post(abort))
-        .route("/sessions/{key}/steer", post(steer))
-        .route("/sessions/{key}/reset", post(reset))
-        .route("/sessions/{key}/history", get(history))
-        .route("/sessions/{key}/events", get(events))
-        .route("/sessions/{key}/chat", post(super::chat::chat))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show, delete))
+        .routes(routes!(enqueue))
+        .routes(routes!(abort))
+        .routes(routes!(steer))
+        .routes(routes!(reset))
+        .routes(routes!(history))
+        .routes(routes!(events))
+        .routes(routes!(super::chat::chat))
 }
 
 impl From<SessionError> for ApiError {
@@ -48,7 +50,7 @@ impl From<SessionError> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateRequest {
     #[serde(default)]
@@ -62,9 +64,17 @@ struct CreateRequest {
     system: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/sessions",
+    tag = "sessions",
+    request_body = CreateRequest,
+    responses((status = 201, description = "The new session", body = Value)),
+    security(("token" = ["sessions:write"]))
+)]
 async fn create(
     State(state): State<AppState>,
-    body: Json<Value>,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: CreateRequest = parse_json(body.0)?;
     let record = state
@@ -80,13 +90,22 @@ async fn create(
     Ok((StatusCode::CREATED, Json(json!(snapshot))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     /// Return sessions whose key sorts after this one (the previous page's `next`).
     after: Option<String>,
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    tag = "sessions",
+    params(ListQuery),
+    responses((status = 200, description = "A page of sessions", body = Value)),
+    security(("token" = ["sessions:read"]))
+)]
 async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
@@ -99,6 +118,14 @@ async fn list(
     Ok(Json(json!({ "sessions": sessions, "next": next })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/sessions/{key}",
+    tag = "sessions",
+    params(("key" = String, Path, description = "Session key")),
+    responses((status = 200, description = "The session with its queue", body = Value)),
+    security(("token" = ["sessions:read"]))
+)]
 async fn show(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -106,6 +133,14 @@ async fn show(
     Ok(Json(json!(state.sessions.snapshot(&key).await?)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/sessions/{key}",
+    tag = "sessions",
+    params(("key" = String, Path, description = "Session key")),
+    responses((status = 204, description = "Deleted")),
+    security(("token" = ["sessions:write"]))
+)]
 async fn delete(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -114,16 +149,25 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TextRequest {
     text: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/sessions/{key}/messages",
+    tag = "sessions",
+    params(("key" = String, Path, description = "Session key")),
+    request_body = TextRequest,
+    responses((status = 202, description = "Queued", body = Value)),
+    security(("token" = ["sessions:write"]))
+)]
 async fn enqueue(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    body: Json<Value>,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: TextRequest = parse_json(body.0)?;
     let (message, position) = state.sessions.enqueue(&key, req.text).await?;
@@ -133,6 +177,14 @@ async fn enqueue(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/sessions/{key}/abort",
+    tag = "sessions",
+    params(("key" = String, Path, description = "Session key")),
+    responses((status = 200, description = "Whether a turn was aborted", body = Value)),
+    security(("token" = ["sessions:write"]))
+)]
 async fn abort(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -141,10 +193,19 @@ async fn abort(
     Ok(Json(json!({ "aborted": aborted })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/sessions/{key}/steer",
+    tag = "sessions",
+    params(("key" = String, Path, description = "Session key")),
+    request_body = TextRequest,
+    responses((status = 200, description = "How the text was taken", body = Value)),
+    security(("token" = ["sessions:write"]))
+)]
 async fn steer(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    body: Json<Value>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let req: TextRequest = parse_json(body.0)?;
     let (outcome, message) = state.sessions.steer(&key, req.text).await?;
@@ -153,6 +214,14 @@ async fn steer(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/sessions/{key}/reset",
+    tag = "sessions",
+    params(("key" = String, Path, description = "Session key")),
+    responses((status = 200, description = "The session, emptied", body = Value)),
+    security(("token" = ["sessions:write"]))
+)]
 async fn reset(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -161,11 +230,20 @@ async fn reset(
     Ok(Json(json!({ "dropped_messages": dropped })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/sessions/{key}/history",
+    tag = "sessions",
+    params(("key" = String, Path, description = "Session key"), HistoryQuery),
+    responses((status = 200, description = "Messages, oldest first", body = Value)),
+    security(("token" = ["sessions:read"]))
+)]
 async fn history(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -179,6 +257,14 @@ async fn history(
 
 /// SSE: a `snapshot` message first, then the session's events (resumable by
 /// `Last-Event-ID`, which also skips the snapshot's place in the sequence).
+#[utoipa::path(
+    get,
+    path = "/sessions/{key}/events",
+    tag = "sessions",
+    params(("key" = String, Path, description = "Session key")),
+    responses((status = 200, description = "A snapshot, then the session's events", content_type = "text/event-stream", body = String)),
+    security(("token" = ["sessions:read"]))
+)]
 async fn events(
     State(state): State<AppState>,
     Path(key): Path<String>,

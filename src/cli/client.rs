@@ -13,6 +13,24 @@ pub struct ServerArgs {
         default_value = "http://127.0.0.1:7777"
     )]
     pub url: String,
+    /// API token [default: the admin token a local server's first start wrote to
+    /// `$SWITCHYARD_DATA_DIR/admin-token` (or `./.switchyard/admin-token`)].
+    #[arg(long = "token", env = "SWITCHYARD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl ServerArgs {
+    /// The token to send: given, or the local admin token file's.
+    fn token(&self) -> Option<String> {
+        self.token.clone().or_else(|| {
+            let dir = std::env::var_os("SWITCHYARD_DATA_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| ".switchyard".into());
+            std::fs::read_to_string(dir.join(crate::auth::ADMIN_TOKEN_FILE))
+                .ok()
+                .map(|t| t.trim().to_owned())
+        })
+    }
 }
 
 pub struct Client {
@@ -22,9 +40,20 @@ pub struct Client {
 
 impl Client {
     pub fn new(args: &ServerArgs) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = args.token()
+            && let Ok(mut value) =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        {
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         Self {
             base: args.url.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap_or_default(),
         }
     }
 

@@ -12,6 +12,7 @@ mod scaffold;
 mod session;
 mod sse;
 mod table;
+mod token;
 
 use std::process::ExitCode;
 
@@ -70,6 +71,9 @@ enum Command {
     /// List, show, follow and cancel recipe runs.
     #[command(subcommand)]
     Run(run::RunCommand),
+    /// Make, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// Entry point of the binary.
@@ -96,6 +100,7 @@ pub fn main() -> ExitCode {
             Command::Run(cmd) => run::run(cmd).await,
             Command::Queue(cmd) => queue::run(cmd).await,
             Command::Automation(cmd) => automation::run(cmd).await,
+            Command::Token(cmd) => token::run(cmd).await,
         }
     });
     match result {

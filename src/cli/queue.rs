@@ -50,8 +50,9 @@ pub enum QueueCommand {
         server: ServerArgs,
         queue: String,
         id: String,
+        /// The lease token the claim returned.
         #[arg(long)]
-        token: String,
+        lease_token: String,
         /// The result, as JSON.
         #[arg(long)]
         result: Option<String>,
@@ -62,8 +63,9 @@ pub enum QueueCommand {
         server: ServerArgs,
         queue: String,
         id: String,
+        /// The lease token the claim returned.
         #[arg(long)]
-        token: String,
+        lease_token: String,
         #[arg(long)]
         reason: String,
         /// Send it to the dead-letter list now.
@@ -148,13 +150,13 @@ pub async fn run(cmd: QueueCommand) -> anyhow::Result<()> {
             server,
             queue,
             id,
-            token,
+            lease_token,
             result,
         } => {
             let item = Client::new(&server)
                 .post(
                     &format!("/v1/queues/{}/items/{}/ack", encode(&queue), encode(&id)),
-                    &json!({ "lease_token": token, "result": result.as_deref().map(json_or_text) }),
+                    &json!({ "lease_token": lease_token, "result": result.as_deref().map(json_or_text) }),
                 )
                 .await?;
             println!("{id}: {}", cell(&item["status"]));
@@ -164,14 +166,14 @@ pub async fn run(cmd: QueueCommand) -> anyhow::Result<()> {
             server,
             queue,
             id,
-            token,
+            lease_token,
             reason,
             no_retry,
         } => {
             let item = Client::new(&server)
                 .post(
                     &format!("/v1/queues/{}/items/{}/nack", encode(&queue), encode(&id)),
-                    &json!({ "lease_token": token, "reason": reason, "retry": !no_retry }),
+                    &json!({ "lease_token": lease_token, "reason": reason, "retry": !no_retry }),
                 )
                 .await?;
             println!(

@@ -240,11 +240,7 @@ pub fn scaffold(lang: Lang, kind: PluginKind, name: &str, dir: &Path) -> anyhow:
 
 /// The manifest's rule: 1-64 lower-case letters, digits and '-', starting with a letter.
 fn check_name(name: &str) -> anyhow::Result<()> {
-    let mut chars = name.chars();
-    let valid = matches!(chars.next(), Some('a'..='z'))
-        && name.len() <= 64
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid {
+    if !crate::plugins::manifest::is_plugin_name(name) {
         bail!(
             "invalid plugin name `{name}`: use 1-64 lower-case letters, digits and '-', \
              starting with a letter (it names the folder, the manifest and the component)"

@@ -267,7 +267,9 @@ impl PluginManifest {
     }
 }
 
-fn is_plugin_name(name: &str) -> bool {
+/// 1-64 lower-case letters, digits and '-', starting with a letter: a plugin's name is
+/// also its folder's, so this keeps it one plain path component.
+pub fn is_plugin_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some('a'..='z'))
         && name.len() <= 64

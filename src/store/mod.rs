@@ -406,7 +406,7 @@ pub trait RunStore: Send + Sync {
 }
 
 /// An item of a work queue as persisted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueItem {
     pub id: String,
     pub queue: String,
@@ -495,8 +495,33 @@ pub trait QueueStore: Send + Sync {
     async fn drop_dead_item(&self, queue: &str, id: &str) -> Result<bool, StoreError>;
 }
 
+/// An API token as stored: a hash of its secret, never the secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    /// SHA-256 of the secret part.
+    pub hash: Vec<u8>,
+    pub scopes: Vec<String>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// API tokens.
+#[async_trait::async_trait]
+pub trait TokenStore: Send + Sync {
+    async fn insert_token(&self, token: TokenRecord) -> Result<(), StoreError>;
+    /// Every token, revoked and expired ones too, oldest first.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Mark token `id` revoked at `at` (once); the record after, `None` if unknown.
+    async fn revoke_token(&self, id: &str, at: String) -> Result<Option<TokenRecord>, StoreError>;
+}
+
 /// Everything a backend implements.
-pub trait StoreBackend: KvStore + EventLog + SessionStore + RunStore + QueueStore {
+pub trait StoreBackend:
+    KvStore + EventLog + SessionStore + RunStore + QueueStore + TokenStore
+{
     /// (writes, commits) since open; `writes / commits` is the mean group-commit size.
     fn commit_stats(&self) -> (u64, u64);
 }

@@ -4,7 +4,8 @@
 // The SDK's schemas tolerate extra keys; this script does not: a chunk carrying a
 // field the schema does not define fails the run.
 //
-// Usage: node read-chat-stream.mjs URL TEXT   → prints {"chunks": [...], "message": {...}}
+// Usage: SWITCHYARD_TOKEN=… node read-chat-stream.mjs URL TEXT
+//        → prints {"chunks": [...], "message": {...}}
 import { DefaultChatTransport, readUIMessageStream } from "ai";
 
 const ALLOWED = {
@@ -28,7 +29,10 @@ const ALLOWED = {
 };
 
 const [url, text] = process.argv.slice(2);
-const transport = new DefaultChatTransport({ api: url });
+const transport = new DefaultChatTransport({
+  api: url,
+  headers: { Authorization: `Bearer ${process.env.SWITCHYARD_TOKEN}` },
+});
 const stream = await transport.sendMessages({
   trigger: "submit-message",
   chatId: "chat-1",

@@ -9,6 +9,27 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The admin token every test server accepts (`SWITCHYARD_ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "test-admin-token-not-secret";
+
+/// `Authorization: Bearer <token>`.
+pub fn bearer(token: &str) -> reqwest::header::HeaderMap {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    headers
+}
+
+/// An HTTP client that sends the admin token.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .default_headers(bearer(ADMIN_TOKEN))
+        .build()
+        .unwrap()
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -172,6 +193,7 @@ impl Server {
             .arg("--cache-dir")
             .arg(shared_cache())
             .env("SWITCHYARD_LOG", "info")
+            .env("SWITCHYARD_ADMIN_TOKEN", ADMIN_TOKEN)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (name, value) in &envs {
@@ -199,7 +221,7 @@ impl Server {
             plugins_dir,
             plugins_root,
             envs,
-            http: reqwest::Client::new(),
+            http: http(),
         };
         server.wait_ready(Duration::from_secs(120)).await;
         server
@@ -208,8 +230,9 @@ impl Server {
     async fn wait_ready(&self, limit: Duration) {
         let start = Instant::now();
         loop {
+            // 401: up, with an admin token of its own (the test reads it from disk).
             if let Ok(r) = self.http.get(format!("{}/readyz", self.url)).send().await
-                && r.status().is_success()
+                && (r.status().is_success() || r.status() == 401)
             {
                 return;
             }
@@ -322,9 +345,7 @@ pub struct SseStream {
 impl SseStream {
     /// GET `url` with optional `Last-Event-ID`; panics unless it answers 200.
     pub async fn connect(url: &str, last_event_id: Option<&str>) -> SseStream {
-        let mut req = reqwest::Client::new()
-            .get(url)
-            .header("accept", "text/event-stream");
+        let mut req = http().get(url).header("accept", "text/event-stream");
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id);
         }

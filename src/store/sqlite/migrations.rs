@@ -153,6 +153,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX queue_items_by_lease ON queue_items (status, lease_expires_at);
     CREATE INDEX queue_items_by_expiry ON queue_items (status, expires_at);
     "#,
+    // 5: API tokens. Only a hash of each secret is kept.
+    r#"
+    CREATE TABLE tokens (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        hash       BLOB NOT NULL,
+        scopes     TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT
+    );
+    "#,
 ];
 
 /// The schema version after every migration ran.

@@ -15,6 +15,7 @@ mod migrations;
 mod queues;
 mod runs;
 mod sessions;
+mod tokens;
 mod writer;
 
 use super::{StoreBackend, StoreError};

@@ -1,0 +1,83 @@
+//! Every request but the public ones carries a bearer token with the scope its route
+//! needs ([`super::openapi::RouteScopes`]); otherwise 401 (no valid token) or 403
+//! (valid, but not allowed).
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
+use super::openapi::{Needed, RouteScopes};
+use crate::auth::{AuthError, Principal, Tokens, scope};
+
+#[derive(Clone)]
+pub struct Guard {
+    pub tokens: Tokens,
+    pub routes: Arc<RouteScopes>,
+}
+
+pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
+    let matched = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let needed = match guard.routes.needed(req.method(), &matched) {
+        Needed::Nothing => return next.run(req).await,
+        Needed::Scopes(s) => s,
+    };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let principal = match presented {
+        None => Err(AuthError::Missing),
+        Some(token) => guard.tokens.verify(token),
+    };
+    match principal {
+        Ok(p) if scope::allows(&p.scopes, &needed) => {
+            req.extensions_mut().insert::<Principal>(p);
+            next.run(req).await
+        }
+        Ok(p) => refuse(AuthError::Forbidden {
+            needed: needed
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            held: p
+                .scopes
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+        Err(e) => refuse(e),
+    }
+}
+
+fn refuse(e: AuthError) -> Response {
+    let (status, code) = match &e {
+        AuthError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+        AuthError::Missing => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        AuthError::Invalid => (StatusCode::UNAUTHORIZED, "invalid_token"),
+        AuthError::Expired(_) => (StatusCode::UNAUTHORIZED, "token_expired"),
+        AuthError::Revoked(_) => (StatusCode::UNAUTHORIZED, "token_revoked"),
+    };
+    let mut response = ApiError::new(status, code, e.to_string()).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}
