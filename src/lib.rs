@@ -9,6 +9,7 @@ pub mod automations;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod plugins;
 pub mod queues;
 pub mod recipes;

@@ -128,6 +128,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         automations,
         queues,
         tokens,
+        metrics: crate::metrics::install(),
         ready: Arc::new(AtomicBool::new(false)),
         plugins_dir: config.plugins_dir.clone(),
         shutdown: shutdown.clone(),

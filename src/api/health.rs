@@ -15,6 +15,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
+        .routes(routes!(metrics))
 }
 
 /// The process is up and serving HTTP.
@@ -54,4 +55,27 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             "database": database,
         })),
     )
+}
+
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain; version=0.0.4", body = String)),
+    security(("token" = ["metrics:read"]))
+)]
+async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(handle) = &state.metrics else {
+        return super::ApiError::not_found("metrics are off in this process").into_response();
+    };
+    let text = crate::metrics::render(handle, &state).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
 }

@@ -42,6 +42,8 @@ pub struct AppState {
     pub automations: crate::automations::Automations,
     pub queues: crate::queues::Queues,
     pub tokens: crate::auth::Tokens,
+    /// The Prometheus recorder's handle (`None` if another recorder was installed).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Set once the initial plugin scan finished.
     pub ready: Arc<AtomicBool>,
     pub plugins_dir: std::path::PathBuf,
@@ -121,6 +123,8 @@ pub fn router(state: AppState) -> Router {
     let doc = OpenApiJson(serde_json::to_vec(&doc).unwrap_or_default().into());
     router
         .route_layer(axum::middleware::from_fn_with_state(guard, auth::authorize))
+        // Outside the auth check, so refused requests are timed too.
+        .route_layer(axum::middleware::from_fn(observe))
         .layer(axum::Extension(doc))
         // A 503 from /readyz while starting is expected; errors that matter are logged
         // where they happen, with their cause.
@@ -129,6 +133,29 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
         )
         .with_state(state)
+}
+
+/// Time each request, labelled by its route template (bounded, unlike the path).
+async fn observe(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let method = req.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    metrics::histogram!(
+        "switchyard_http_request_duration_seconds",
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_u16().to_string()
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// The client's resume point: `Last-Event-ID` (what a reconnecting EventSource sends),

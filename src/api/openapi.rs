@@ -140,7 +140,10 @@ mod tests {
             for (method, op) in item.as_object().unwrap() {
                 let id = op["operationId"].as_str().unwrap();
                 assert!(ids.insert(id.to_owned()), "operationId {id} twice");
-                assert!(op["security"].is_array(), "{method} {path} declares no security");
+                assert!(
+                    op["security"].is_array(),
+                    "{method} {path} declares no security"
+                );
                 assert_eq!(
                     op["responses"]["default"]["content"]["application/json"]["schema"]["$ref"],
                     "#/components/schemas/ErrorBody"
@@ -162,7 +165,13 @@ mod tests {
             routes.needed(&Method::POST, "/v1/hooks/{*path}"),
             scopes(&["hooks:write"])
         );
-        assert_eq!(routes.needed(&Method::HEAD, "/v1/queues"), scopes(&["queues:read"]));
-        assert_eq!(routes.needed(&Method::GET, "/v1/nowhere"), scopes(&["admin"]));
+        assert_eq!(
+            routes.needed(&Method::HEAD, "/v1/queues"),
+            scopes(&["queues:read"])
+        );
+        assert_eq!(
+            routes.needed(&Method::GET, "/v1/nowhere"),
+            scopes(&["admin"])
+        );
     }
 }

@@ -41,6 +41,7 @@ impl Subscription {
             Some(c) => c,
             None => bus.store.last_event_seq().await?,
         };
+        metrics::gauge!("switchyard_bus_subscribers").increment(1);
         Ok(Self {
             bus,
             pattern,
@@ -84,10 +85,13 @@ impl Subscription {
                     }
                     self.cursor = e.seq;
                     if self.pattern.matches(&e.topic) {
+                        metrics::histogram!("switchyard_bus_subscriber_lag_events")
+                            .record(self.live.len() as f64);
                         return Ok(e);
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
+                    metrics::counter!("switchyard_bus_subscriber_overflows_total").increment(1);
                     tracing::debug!(
                         missed,
                         cursor = self.cursor,
@@ -98,5 +102,11 @@ impl Subscription {
                 Err(RecvError::Closed) => return Err(StoreError::WriterStopped),
             }
         }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        metrics::gauge!("switchyard_bus_subscribers").decrement(1);
     }
 }

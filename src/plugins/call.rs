@@ -90,6 +90,12 @@ impl PluginHost {
         };
         // Take what the bookkeeping needs out of the store before awaiting again: the
         // store is Send but not Sync.
+        metrics::histogram!("switchyard_plugin_call_duration_seconds", "plugin" => name.clone(), "export" => export)
+            .record(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            metrics::counter!("switchyard_plugin_call_failures_total", "plugin" => name.clone(), "export" => export, "code" => e.code())
+                .increment(1);
+        }
         let (stdout, stderr) = store.data().stdio();
         let report = CallReport {
             export,

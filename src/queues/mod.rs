@@ -26,6 +26,18 @@ use tokio::sync::Notify;
 use crate::bus::NewEvent;
 use crate::store::{ItemChange, QueueItem, Store, StoreError};
 
+/// Every status an item can have.
+pub const STATUSES: &[&str] = &[
+    "pending",
+    "claimed",
+    "running",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "canceled",
+    "dead",
+];
+
 /// Limits and defaults of the queues.
 #[derive(Debug, Clone)]
 pub struct QueuesConfig {
@@ -540,6 +552,8 @@ impl Queues {
                                 "lease of worker `{}` ran out",
                                 item.worker.clone().unwrap_or_default()
                             );
+                            metrics::counter!("switchyard_queue_lease_expiries_total", "queue" => item.queue.clone())
+                                .increment(1);
                             this.fail(&mut item, "timed_out", why, true);
                         }
                         Ok(item)

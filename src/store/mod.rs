@@ -265,6 +265,8 @@ pub trait SessionStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError>;
     async fn queue_counts(&self, session_id: &str) -> Result<QueueCounts, StoreError>;
+    /// The same counts over every session.
+    async fn message_counts(&self) -> Result<QueueCounts, StoreError>;
     /// How the turn of user message `message_id` ended; `None` if the message is gone.
     async fn turn_result(&self, message_id: &str) -> Result<Option<TurnResult>, StoreError>;
 }

@@ -188,6 +188,7 @@ impl SqliteStore {
                 Ok((value, events))
             },
             move |(_, events): &(T, Vec<crate::bus::Event>)| {
+                metrics::counter!("switchyard_bus_events_total").increment(events.len() as u64);
                 for e in events {
                     // No live subscriber is not an error: the log has it.
                     let _ = live.send(e.clone());

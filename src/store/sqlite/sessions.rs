@@ -411,4 +411,22 @@ impl SessionStore for SqliteStore {
         })
         .await
     }
+
+    async fn message_counts(&self) -> Result<QueueCounts, StoreError> {
+        self.read(|c| {
+            // Two index ranges (`session_messages_by_status`), not a scan of history.
+            Ok(c.one(
+                "SELECT (SELECT COUNT(*) FROM session_messages WHERE status = 'queued'),
+                        (SELECT COUNT(*) FROM session_messages WHERE status = 'processing')",
+                [],
+                |r| {
+                    Ok(QueueCounts {
+                        queued: r.get::<_, i64>(0)? as u64,
+                        processing: r.get::<_, i64>(1)? as u64,
+                    })
+                },
+            )?)
+        })
+        .await
+    }
 }
