@@ -22,6 +22,30 @@ pub struct Config {
     pub plugin_config: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
     pub sessions: SessionsSection,
     pub bus: BusSection,
+    /// `[queues.NAME]`: queues served by a plugin inside the runtime.
+    pub served_queues: BTreeMap<String, ServedQueueSection>,
+}
+
+/// `[queues.NAME]` in switchyard.toml: a plugin serves queue NAME.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServedQueueSection {
+    /// An agent adapter (each item is a turn) or a connector (each item is delivered).
+    pub plugin: String,
+    /// Items served at once.
+    #[serde(default = "one")]
+    pub concurrency: usize,
+    /// Lease of each claim, renewed while the plugin works.
+    #[serde(default = "five_minutes")]
+    pub lease_secs: f64,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn five_minutes() -> f64 {
+    300.0
 }
 
 /// `[sessions]` in switchyard.toml.
@@ -109,6 +133,8 @@ struct FileConfig {
     sessions: SessionsSection,
     #[serde(default)]
     bus: BusSection,
+    #[serde(default)]
+    queues: BTreeMap<String, ServedQueueSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +215,7 @@ impl Config {
                 .collect(),
             sessions: file.sessions,
             bus: file.bus,
+            served_queues: file.queues,
         })
     }
 }

@@ -165,7 +165,9 @@ async fn start_up(state: AppState, config: Config) {
         recipes,
         runs,
         automations,
+        queues,
         ready,
+        shutdown,
         ..
     } = state;
     let plugin_watch = crate::watch::watch_dir(&config.plugins_dir, PLUGIN_DEBOUNCE);
@@ -178,6 +180,14 @@ async fn start_up(state: AppState, config: Config) {
         tracing::error!(error = %e, "cannot resume the runs in flight");
     }
     recipes.scan(&config.recipes_dir).await;
+    // After the scan, so the first items do not find their plugin missing.
+    crate::queues::served::Server {
+        queues,
+        sessions: sessions.clone(),
+        plugins: plugins.clone(),
+        shutdown,
+    }
+    .spawn(&config.served_queues);
     // Schedules, bus events and webhooks fire from here on (missed slots first).
     tokio::spawn(automations.run());
     ready.store(true, Ordering::Release);

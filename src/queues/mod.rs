@@ -23,6 +23,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+pub mod served;
+
 use crate::bus::NewEvent;
 use crate::store::{ItemChange, QueueItem, Store, StoreError};
 
