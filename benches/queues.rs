@@ -2,8 +2,10 @@
 //! ack cycles per second with 1, 8 and 64 concurrent workers, each cycle durable.
 //!
 //! - Switchyard: a real server over HTTP on loopback; each worker enqueues an item,
-//!   claims one (with a 30 s lease) and acks it. Every step is committed (SQLite WAL,
-//!   `synchronous=NORMAL`: on disk across a process crash) before it is answered.
+//!   claims one (with a 30 s lease) and acks it. Every step is committed before it is
+//!   answered, twice: `[store] durability = "normal"` (SQLite WAL `synchronous=NORMAL`:
+//!   in the log, safe from a process crash) and `"full"` (`synchronous=FULL`: synced to
+//!   disk, one sync per group commit).
 //! - Redis (Debian `redis-server`, same machine), the list + lease pattern: LPUSH;
 //!   claim = one script doing LMOVE pending → processing and ZADD of the lease
 //!   deadline; ack = one script doing LREM and ZREM. With the append-only file, twice:
@@ -32,17 +34,23 @@ fn main() {
 
 async fn run() {
     println!("## Queues (`cargo bench --bench queues`)\n");
-    let mut rows = Vec::new();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("recipes")).unwrap();
-    let (server, url) = start_switchyard(dir.path()).await;
-    for workers in WORKERS {
-        rows.push((
-            workers,
-            measure(workers, switchyard_cycle(url.clone())).await,
-        ));
+    let mut ours = Vec::new();
+    for durability in ["normal", "full"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("recipes")).unwrap();
+        std::fs::write(
+            dir.path().join("switchyard.toml"),
+            format!("[store]\ndurability = \"{durability}\"\n"),
+        )
+        .unwrap();
+        let (server, url) = start_switchyard(dir.path()).await;
+        let mut figures = Vec::new();
+        for workers in WORKERS {
+            figures.push(measure(workers, switchyard_cycle(url.clone())).await);
+        }
+        drop(server);
+        ours.push(figures);
     }
-    drop(server);
     let mut redis = Vec::new();
     for fsync in ["everysec", "always"] {
         let rdir = tempfile::tempdir().unwrap();
@@ -55,15 +63,16 @@ async fn run() {
         redis.push(figures);
     }
     println!(
-        "| workers | Switchyard cycles/s | Redis AOF everysec | ratio | Redis AOF always | ratio |"
+        "| workers | Switchyard normal | Redis AOF everysec | ratio | Switchyard full | Redis AOF always | ratio |"
     );
-    println!("|---|---|---|---|---|---|");
-    for (i, (workers, ours)) in rows.iter().enumerate() {
+    println!("|---|---|---|---|---|---|---|");
+    for (i, workers) in WORKERS.iter().enumerate() {
+        let (normal, full) = (ours[0][i], ours[1][i]);
         let (every, always) = (redis[0][i], redis[1][i]);
         println!(
-            "| {workers} | {ours:.0} | {every:.0} | {:.2}× | {always:.0} | {:.2}× |",
-            ours / every,
-            ours / always
+            "| {workers} | {normal:.0} | {every:.0} | {:.2}× | {full:.0} | {always:.0} | {:.2}× |",
+            normal / every,
+            full / always
         );
     }
     println!();

@@ -24,6 +24,15 @@ pub struct Config {
     pub bus: BusSection,
     /// `[queues.NAME]`: queues served by a plugin inside the runtime.
     pub served_queues: BTreeMap<String, ServedQueueSection>,
+    pub store: StoreSection,
+}
+
+/// `[store]` in switchyard.toml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// `normal` (survives a process crash) or `full` (synced: survives power loss).
+    pub durability: crate::store::Durability,
 }
 
 /// `[queues.NAME]` in switchyard.toml: a plugin serves queue NAME.
@@ -135,6 +144,8 @@ struct FileConfig {
     bus: BusSection,
     #[serde(default)]
     queues: BTreeMap<String, ServedQueueSection>,
+    #[serde(default)]
+    store: StoreSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +227,7 @@ impl Config {
             sessions: file.sessions,
             bus: file.bus,
             served_queues: file.queues,
+            store: file.store,
         })
     }
 }

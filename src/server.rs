@@ -41,7 +41,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Err(e) = std::fs::create_dir_all(&config.recipes_dir) {
         tracing::warn!(dir = %config.recipes_dir.display(), error = %e, "cannot create the recipes directory");
     }
-    let store = Store::open(&config.data_dir)?;
+    let store = Store::open_with(&config.data_dir, config.store.durability)?;
     let bus = Bus::new(store.clone());
     let tokens = Tokens::load(
         store.clone(),

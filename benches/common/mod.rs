@@ -50,7 +50,8 @@ impl Drop for Proc {
     }
 }
 
-/// Start `switchyard serve` (this build, release) with echo-agent on a temp data dir.
+/// Start `switchyard serve` (this build, release) with echo-agent on `dir`, configured
+/// by `dir/switchyard.toml` if there is one.
 pub async fn start_switchyard(dir: &std::path::Path) -> (Proc, String) {
     let plugins = dir.join("plugins/echo-agent");
     std::fs::create_dir_all(&plugins).unwrap();
@@ -66,6 +67,13 @@ pub async fn start_switchyard(dir: &std::path::Path) -> (Proc, String) {
         .arg(dir.join("plugins"))
         .arg("--recipes")
         .arg(dir.join("recipes"))
+        .env("SWITCHYARD_CONFIG", {
+            let config = dir.join("switchyard.toml");
+            if !config.exists() {
+                std::fs::write(&config, "").unwrap();
+            }
+            config
+        })
         .env("SWITCHYARD_LOG", "warn")
         .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
         .stdout(Stdio::null())

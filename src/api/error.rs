@@ -100,3 +100,19 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> R
         }
     })
 }
+
+/// A duration field (`"30s"`, `"12h"`), naming the field when it does not read.
+pub fn duration(
+    field: &'static str,
+    text: Option<&str>,
+) -> Result<Option<std::time::Duration>, ApiError> {
+    text.map(|t| {
+        humantime::parse_duration(t).map_err(|e| {
+            ApiError::bad_request(format!(
+                "`{field}`: `{t}` is not a duration ({e}); write e.g. `30s`, `5m`, `12h`"
+            ))
+            .with_field(field)
+        })
+    })
+    .transpose()
+}

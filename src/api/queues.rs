@@ -1,8 +1,6 @@
 //! `/v1/queues`: enqueue, claim (long-poll), extend, ack, nack, cancel, list, and the
 //! dead-letter list. Durations are text such as `30s`, `5m`, `250ms`.
 
-use std::time::Duration;
-
 use super::extract::{Body, Path, Query};
 use axum::Json;
 use axum::extract::State;
@@ -10,7 +8,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::parse_json;
+use super::error::{duration, parse_json};
 use super::{ApiError, AppState};
 use crate::queues::{Claim, NewItem, QueueError};
 use crate::store::QueueItem;
@@ -44,19 +42,6 @@ impl From<QueueError> for ApiError {
             }
         }
     }
-}
-
-/// A duration field (`"30s"`), naming the field when it does not read.
-fn duration(field: &'static str, text: Option<&str>) -> Result<Option<Duration>, ApiError> {
-    text.map(|t| {
-        humantime::parse_duration(t).map_err(|e| {
-            ApiError::bad_request(format!(
-                "`{field}`: `{t}` is not a duration ({e}); write e.g. `30s`, `5m`, `250ms`"
-            ))
-            .with_field(field)
-        })
-    })
-    .transpose()
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

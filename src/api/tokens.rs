@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::parse_json;
+use super::error::{duration, parse_json};
 use super::extract::{Body, Path};
 use super::{ApiError, AppState};
 use crate::auth::{Issued, TokenError, TokenInfo};
@@ -57,18 +57,7 @@ async fn create(
     body: Body,
 ) -> Result<(StatusCode, Json<Issued>), ApiError> {
     let req: CreateRequest = parse_json(body.0)?;
-    let ttl = req
-        .ttl
-        .as_deref()
-        .map(|t| {
-            humantime::parse_duration(t).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "`ttl`: `{t}` is not a duration ({e}); write e.g. `12h`, `30d`"
-                ))
-                .with_field("ttl")
-            })
-        })
-        .transpose()?;
+    let ttl = duration("ttl", req.ttl.as_deref())?;
     let issued = state.tokens.create(&req.name, req.scopes, ttl).await?;
     Ok((StatusCode::CREATED, Json(issued)))
 }

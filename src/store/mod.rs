@@ -528,6 +528,20 @@ pub trait StoreBackend:
     fn commit_stats(&self) -> (u64, u64);
 }
 
+/// When a commit counts as written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// In the write-ahead log before it is answered: survives a crash of the process,
+    /// not of the machine (SQLite `synchronous=NORMAL`). The WAL is synced at
+    /// checkpoints.
+    #[default]
+    Normal,
+    /// Synced to the disk before it is answered (`synchronous=FULL`): survives power
+    /// loss. One sync per group commit.
+    Full,
+}
+
 /// A handle on the store; cheap to clone. Call the part traits on it.
 #[derive(Clone)]
 pub struct Store(Arc<dyn StoreBackend>);
@@ -535,7 +549,14 @@ pub struct Store(Arc<dyn StoreBackend>);
 impl Store {
     /// The embedded default: `switchyard.db` (SQLite) in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        Ok(Self(Arc::new(SqliteStore::open(data_dir)?)))
+        Self::open_with(data_dir, Durability::default())
+    }
+
+    /// [`Store::open`] with the given durability.
+    pub fn open_with(data_dir: &Path, durability: Durability) -> Result<Self, StoreError> {
+        Ok(Self(Arc::new(SqliteStore::open_with(
+            data_dir, durability,
+        )?)))
     }
 
     /// A store on another backend.

@@ -130,8 +130,19 @@ impl CachedStatements for Connection {
 impl SqliteStore {
     /// Open (creating if needed) `switchyard.db` in `data_dir` and apply pending migrations.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, crate::store::Durability::default())
+    }
+
+    /// [`SqliteStore::open`] with the given durability (it only concerns the writer).
+    pub fn open_with(
+        data_dir: &Path,
+        durability: crate::store::Durability,
+    ) -> Result<Self, StoreError> {
         let path = data_dir.join("switchyard.db");
         let mut conn = open_connection(&path)?;
+        if durability == crate::store::Durability::Full {
+            conn.pragma_update(None, "synchronous", "FULL")?;
+        }
         migrations::apply(&mut conn, &path)?;
         // Checkpoints run on their own thread (below), never inside a commit.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -260,6 +271,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(version, migrations::LATEST);
+    }
+
+    #[tokio::test]
+    async fn full_durability_syncs_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_with(dir.path(), crate::store::Durability::Full).unwrap();
+        let level: i64 = store
+            .write(|c| Ok(c.query_row("PRAGMA synchronous", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(level, 2, "FULL");
     }
 
     #[test]

@@ -401,12 +401,7 @@ impl SessionStore for SqliteStore {
                 "SELECT COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'processing'), 0)
                  FROM session_messages WHERE session_id = ?1",
                 [session_id],
-                |r| {
-                    Ok(QueueCounts {
-                        queued: r.get::<_, i64>(0)? as u64,
-                        processing: r.get::<_, i64>(1)? as u64,
-                    })
-                },
+                counts_row,
             )?)
         })
         .await
@@ -419,14 +414,17 @@ impl SessionStore for SqliteStore {
                 "SELECT (SELECT COUNT(*) FROM session_messages WHERE status = 'queued'),
                         (SELECT COUNT(*) FROM session_messages WHERE status = 'processing')",
                 [],
-                |r| {
-                    Ok(QueueCounts {
-                        queued: r.get::<_, i64>(0)? as u64,
-                        processing: r.get::<_, i64>(1)? as u64,
-                    })
-                },
+                counts_row,
             )?)
         })
         .await
     }
+}
+
+/// `(queued, processing)` as counts.
+fn counts_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueCounts> {
+    Ok(QueueCounts {
+        queued: r.get::<_, i64>(0)? as u64,
+        processing: r.get::<_, i64>(1)? as u64,
+    })
 }
