@@ -142,45 +142,32 @@ async fn every_route_refuses_missing_wrong_scope_expired_and_revoked_tokens() {
     assert!(checked >= 40, "only {checked} operations in the document");
 }
 
-fn cli(server: &Server, token: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .env("SWITCHYARD_URL", &server.url)
-        .env("SWITCHYARD_TOKEN", token)
-        .output()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_cli_makes_lists_and_revokes_tokens_and_secrets_are_stored_hashed() {
     let server = Server::start(&[]).await;
-    let out = cli(
-        &server,
-        util::ADMIN_TOKEN,
-        &[
-            "token",
-            "create",
-            "--name",
-            "worker-1",
-            "--scope",
-            "queues:work,queues:read",
-            "--ttl",
-            "1h",
-        ],
-    );
+    let out = server.cli(&[
+        "token",
+        "create",
+        "--name",
+        "worker-1",
+        "--scope",
+        "queues:work,queues:read",
+        "--ttl",
+        "1h",
+    ]);
     assert!(out.status.success(), "{out:?}");
     let secret = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(secret.starts_with("sy_"), "{secret}");
 
     // The token does what its scopes say, and nothing else.
-    let claim = cli(&server, &secret, &["queue", "claim", "jobs"]);
+    let claim = server.cli_as(&secret, &["queue", "claim", "jobs"]);
     assert!(claim.status.success(), "{claim:?}");
-    let push = cli(&server, &secret, &["queue", "push", "jobs", "{}"]);
+    let push = server.cli_as(&secret, &["queue", "push", "jobs", "{}"]);
     assert!(!push.status.success());
     let err = String::from_utf8_lossy(&push.stderr);
     assert!(err.contains("403") && err.contains("queues:write"), "{err}");
 
-    let list = cli(&server, util::ADMIN_TOKEN, &["token", "list"]);
+    let list = server.cli(&["token", "list"]);
     let listing = String::from_utf8(list.stdout).unwrap();
     let line = listing
         .lines()
@@ -204,18 +191,14 @@ async fn the_cli_makes_lists_and_revokes_tokens_and_secrets_are_stored_hashed() 
         assert!(!bytes.windows(secret_part.len()).any(|w| w == secret_part));
     }
 
-    let revoke = cli(&server, util::ADMIN_TOKEN, &["token", "revoke", id]);
+    let revoke = server.cli(&["token", "revoke", id]);
     assert!(revoke.status.success(), "{revoke:?}");
-    let claim = cli(&server, &secret, &["queue", "claim", "jobs"]);
+    let claim = server.cli_as(&secret, &["queue", "claim", "jobs"]);
     let err = String::from_utf8_lossy(&claim.stderr);
     assert!(err.contains("401") && err.contains("revoked"), "{err}");
 
     // Unknown scopes are refused with the nearest one named.
-    let bad = cli(
-        &server,
-        util::ADMIN_TOKEN,
-        &["token", "create", "--scope", "queue:work"],
-    );
+    let bad = server.cli(&["token", "create", "--scope", "queue:work"]);
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("did you mean `queues:work`"), "{err}");
 }

@@ -324,12 +324,7 @@ async fn nacks_back_off_then_dead_letter_retry_and_ttl() {
 async fn the_cli_pushes_claims_and_acks() {
     let server = Server::start(&[]).await;
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .env("SWITCHYARD_TOKEN", util::ADMIN_TOKEN)
-            .args(args)
-            .env("SWITCHYARD_URL", &server.url)
-            .output()
-            .unwrap();
+        let out = server.cli(args);
         assert!(
             out.status.success(),
             "{args:?}: {}",

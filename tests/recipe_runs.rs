@@ -346,16 +346,6 @@ steps:
     assert!(events.iter().any(|e| e["type"] == "switchyard.run.resumed"));
 }
 
-/// `switchyard` on the command line against the server.
-fn cli(server: &Server, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .env("SWITCHYARD_TOKEN", util::ADMIN_TOKEN)
-        .args(args)
-        .env("SWITCHYARD_URL", &server.url)
-        .output()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_cli_runs_recipes_and_lists_automations() {
     let server = Server::start(&["echo-agent"]).await;
@@ -367,10 +357,7 @@ async fn the_cli_runs_recipes_and_lists_automations() {
         )
         .await;
 
-    let out = cli(
-        &server,
-        &["recipe", "run", "pipe", "-i", "topic=owls", "--follow"],
-    );
+    let out = server.cli(&["recipe", "run", "pipe", "-i", "topic=owls", "--follow"]);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -384,18 +371,15 @@ async fn the_cli_runs_recipes_and_lists_automations() {
     );
 
     // A failing run exits 1 and says why.
-    let out = cli(
-        &server,
-        &["recipe", "run", "pipe", "-i", "tpic=owls", "--follow"],
-    );
+    let out = server.cli(&["recipe", "run", "pipe", "-i", "tpic=owls", "--follow"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `topic`?"));
 
-    let out = cli(&server, &["run", "list", "--recipe", "pipe"]);
+    let out = server.cli(&["run", "list", "--recipe", "pipe"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("succeeded"));
 
     server.wait_automation("nightly:schedule").await;
-    let out = cli(&server, &["automation", "list"]);
+    let out = server.cli(&["automation", "list"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("nightly:schedule"), "{stdout}");
@@ -403,7 +387,7 @@ async fn the_cli_runs_recipes_and_lists_automations() {
         stdout.contains("0 3 * * 1-5 (America/New_York)"),
         "{stdout}"
     );
-    let out = cli(&server, &["automation", "pause", "nightly"]);
+    let out = server.cli(&["automation", "pause", "nightly"]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "nightly:schedule: paused"

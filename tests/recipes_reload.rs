@@ -82,11 +82,7 @@ async fn edits_swap_in_broken_edits_keep_the_last_good_version() {
     assert!(p["file"].as_str().unwrap().ends_with("review.yaml"));
 
     // The CLI shows it too.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .env("SWITCHYARD_TOKEN", util::ADMIN_TOKEN)
-        .args(["recipe", "list", "--server", &server.url])
-        .output()
-        .unwrap();
+    let out = server.cli(&["recipe", "list"]);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),

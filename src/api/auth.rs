@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -20,11 +20,7 @@ pub struct Guard {
 }
 
 pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
-    let matched = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_default();
+    let matched = super::matched_route(&req);
     let needed = match guard.routes.needed(req.method(), &matched) {
         Needed::Nothing => return next.run(req).await,
         Needed::Scopes(s) => s,

@@ -135,16 +135,20 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The route template axum matched (`/v1/queues/{queue}/claim`); empty if none.
+fn matched_route(req: &axum::extract::Request) -> String {
+    req.extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default()
+}
+
 /// Time each request, labelled by its route template (bounded, unlike the path).
 async fn observe(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_default();
+    let route = matched_route(&req);
     let method = req.method().to_string();
     let started = std::time::Instant::now();
     let response = next.run(req).await;

@@ -113,6 +113,21 @@ impl Server {
         Self::launch(plugins_root, tempfile::tempdir().unwrap(), envs).await
     }
 
+    /// `switchyard ARGS` on the command line against this server, as the admin.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli_as(ADMIN_TOKEN, args)
+    }
+
+    /// `switchyard ARGS` against this server with `token`.
+    pub fn cli_as(&self, token: &str, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(args)
+            .env("SWITCHYARD_URL", &self.url)
+            .env("SWITCHYARD_TOKEN", token)
+            .output()
+            .unwrap()
+    }
+
     /// Write `recipes/NAME.yaml` (as editors save) and wait until the server has that
     /// version in force.
     pub async fn install_recipe(&self, name: &str, yaml: &str) {
