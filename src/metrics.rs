@@ -88,6 +88,14 @@ fn describe() {
         "switchyard_bus_subscriber_overflows_total",
         "Times a subscriber fell behind the live feed and re-read the log"
     );
+    describe_counter!(
+        "switchyard_store_writes_total",
+        "Writes committed by the store's writer"
+    );
+    describe_counter!(
+        "switchyard_store_commits_total",
+        "Transactions the store's writer committed; writes / commits is the mean group size"
+    );
     describe_histogram!(
         "switchyard_plugin_call_duration_seconds",
         Unit::Seconds,
@@ -118,6 +126,9 @@ pub async fn render(handle: &PrometheusHandle, state: &crate::api::AppState) -> 
             }
         }
     }
+    let (writes, commits) = state.store.commit_stats();
+    metrics::counter!("switchyard_store_writes_total").absolute(writes);
+    metrics::counter!("switchyard_store_commits_total").absolute(commits);
     handle.run_upkeep();
     handle.render()
 }

@@ -93,7 +93,7 @@ impl EventLog for SqliteStore {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT seq, id, topic, type, source, subject, time, correlation_id, data
-                 FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                 FROM events WHERE seq > ?1 ORDER BY seq LIMIT CAST(?2 AS INTEGER)",
             )?;
             let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
                 let data: String = r.get(8)?;
@@ -137,7 +137,7 @@ impl EventLog for SqliteStore {
             let below_seq = keep.map_or(0, |k| (max - k as i64).max(0));
             let deleted = c.exec(
                 "DELETE FROM events WHERE seq IN (
-                   SELECT seq FROM events WHERE seq <= ?1 OR time < ?2 ORDER BY seq LIMIT ?3)",
+                   SELECT seq FROM events WHERE seq <= ?1 OR time < ?2 ORDER BY seq LIMIT CAST(?3 AS INTEGER))",
                 params![below_seq, before.unwrap_or_default(), batch as i64],
             )?;
             Ok(deleted as u64)

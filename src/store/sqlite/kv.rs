@@ -138,7 +138,7 @@ impl KvStore for SqliteStore {
             // Range scan on the primary key instead of LIKE, so '%' and '_' in a
             // prefix are literal.
             let mut stmt = c.prepare_cached(
-                "SELECT key FROM plugin_kv WHERE plugin = ?1 AND key >= ?2 ORDER BY key LIMIT ?3",
+                "SELECT key FROM plugin_kv WHERE plugin = ?1 AND key >= ?2 ORDER BY key LIMIT CAST(?3 AS INTEGER)",
             )?;
             let mut keys = Vec::new();
             let mut rows = stmt.query(params![plugin, prefix, i64::from(limit)])?;

@@ -40,34 +40,64 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
 }
 
-/// How often the WAL is checkpointed into the database file.
+/// How often the WAL is checkpointed when it is short.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// How often while it is long: under sustained writes the checkpointer keeps pace.
+const CHECKPOINT_BUSY: std::time::Duration = std::time::Duration::from_millis(10);
+/// WAL frames (pages) past which the log should start over: 16 MiB of 4 KiB pages.
+const WAL_RESTART_FRAMES: i64 = 4096;
 /// WAL frames past which the checkpointer warns (once): a passive checkpoint never
 /// waits for readers, so a reader that holds an old snapshot lets the log grow.
 const WAL_FRAMES_WARN: i64 = 100_000;
+/// A WAL that grew past this in a burst is truncated back when it restarts.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// Checkpoint the WAL from a thread of its own until the store is dropped. Only passive
 /// checkpoints: they copy committed pages without taking the write lock, so the writer
 /// never waits on them (a RESTART checkpoint holds that lock while it waits for readers,
-/// and made the writer fail with "database is locked"). The automatic checkpoint this
-/// replaces ran inside a commit, with an fsync, and showed up as latency spikes for
-/// whoever committed at that moment.
+/// and made the writer fail with "database is locked"). SQLite's automatic checkpoint,
+/// which this replaces, ran inside a commit, with an fsync, and showed up as latency
+/// spikes for whoever committed at that moment.
+///
+/// A checkpoint that runs beside the writer never catches up with it under sustained
+/// writes, and a WAL that is never wholly copied back is never restarted: it grew to
+/// hundreds of megabytes in seconds, every commit extending the file. So once the log
+/// is past [`WAL_RESTART_FRAMES`], this thread copies the bulk and then asks the writer
+/// to copy the last frames between two groups (`Writer::request_checkpoint`).
 fn spawn_checkpointer(conn: Connection, store: std::sync::Weak<Inner>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("store-checkpoint".into())
         .spawn(move || {
             let mut warned = false;
-            while store.upgrade().is_some() {
-                std::thread::sleep(CHECKPOINT_EVERY);
-                let frames: rusqlite::Result<i64> =
-                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1));
-                match frames {
-                    Ok(n) if n > WAL_FRAMES_WARN && !warned => {
-                        warned = true;
-                        tracing::warn!(frames = n, "store: the WAL keeps growing; a long-lived reader may hold an old snapshot");
+            let mut pause = CHECKPOINT_EVERY;
+            loop {
+                std::thread::sleep(pause);
+                let Some(inner) = store.upgrade() else { return };
+                let frames: rusqlite::Result<(i64, i64)> =
+                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get(1)?, r.get(2)?))
+                    });
+                pause = CHECKPOINT_EVERY;
+                let (log, copied) = match frames {
+                    Ok(frames) => frames,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "store: checkpoint failed; retrying");
+                        continue;
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "store: checkpoint failed; retrying"),
+                };
+                if log >= WAL_RESTART_FRAMES {
+                    pause = CHECKPOINT_BUSY;
+                    // Once the bulk is copied; the writer copies the rest.
+                    if copied >= log - WAL_RESTART_FRAMES / 4 {
+                        inner.writer.request_checkpoint();
+                    }
+                }
+                if log > WAL_FRAMES_WARN && !warned {
+                    warned = true;
+                    tracing::warn!(
+                        frames = log,
+                        "store: the WAL keeps growing; a long-lived reader may hold an old snapshot"
+                    );
                 }
             }
         })?;
@@ -94,6 +124,9 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Savepoint and sort scratch in memory: on disk it cost a temp file per group.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
@@ -102,6 +135,12 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 /// Statements through the connection's cache: the store runs the same few statements
 /// all the time, and parsing them anew each time was a visible share of the writer's
 /// work. Every statement of the store goes through these (or `prepare_cached`).
+///
+/// A cached statement stays parsed only if rebinding it does not expire it, and SQLite
+/// expires a statement whose plan read a bound value: a bare `LIMIT ?n` is one (the
+/// planner sizes the loop by it). So limits are written `LIMIT CAST(?n AS INTEGER)`,
+/// which the planner does not read; a bare one made the claim query be parsed and
+/// planned again on every claim (a tenth of the writer's time).
 pub(crate) trait CachedStatements {
     fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize>;
     fn one<T>(
@@ -273,6 +312,40 @@ mod tests {
         assert_eq!(version, migrations::LATEST);
     }
 
+    /// Sustained writes used to grow the WAL without bound: the background checkpoint
+    /// never caught up, so the log never started over.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_stays_bounded_under_sustained_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let wal = dir.path().join("switchyard.db-wal");
+        const WRITTEN: usize = 4 * WAL_SIZE_LIMIT as usize;
+        const VALUE: usize = 32 * 1024;
+        let mut largest = 0;
+        for round in 0..WRITTEN / VALUE / 32 {
+            let writes = (0..32).map(|n| {
+                store.write(move |c| {
+                    let key = format!("k{}", (round * 32 + n) % 512);
+                    c.exec(
+                        "INSERT OR REPLACE INTO plugin_kv (plugin, key, value, updated_at)
+                         VALUES ('p', ?1, randomblob(?2), '')",
+                        rusqlite::params![key, VALUE as i64],
+                    )?;
+                    Ok(())
+                })
+            });
+            for w in futures::future::join_all(writes).await {
+                w.unwrap();
+            }
+            largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+        }
+        // Without the writer finishing checkpoints it holds every byte written.
+        assert!(
+            largest < WRITTEN as u64 / 2,
+            "the WAL reached {largest} bytes after {WRITTEN} bytes of writes"
+        );
+    }
+
     #[tokio::test]
     async fn full_durability_syncs_every_commit() {
         let dir = tempfile::tempdir().unwrap();
@@ -282,6 +355,52 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(level, 2, "FULL");
+    }
+
+    /// See [`CachedStatements`]: a bare `LIMIT ?n` is parsed again on every run.
+    #[test]
+    fn no_statement_binds_a_bare_limit() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/sqlite");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.ends_with("mod.rs") {
+                continue; // this file: its queries bind no limit, its tests do on purpose
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                if let Some(at) = line.find("LIMIT ?") {
+                    panic!(
+                        "{}:{}:{}: LIMIT ?n: write LIMIT CAST(?n AS INTEGER)",
+                        path.display(),
+                        n + 1,
+                        at + 1
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_rebound_limit_does_not_reprepare() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (a INTEGER PRIMARY KEY, b INTEGER)")
+            .unwrap();
+        let count = |sql: &str| {
+            let mut stmt = conn.prepare(sql).unwrap();
+            for limit in 1..=5 {
+                stmt.query([limit]).unwrap().next().unwrap();
+            }
+            stmt.get_status(rusqlite::StatementStatus::RePrepare)
+        };
+        assert_eq!(
+            count("SELECT a FROM t ORDER BY b LIMIT ?1"),
+            5,
+            "SQLite's behaviour changed"
+        );
+        assert_eq!(
+            count("SELECT a FROM t ORDER BY b LIMIT CAST(?1 AS INTEGER)"),
+            0
+        );
     }
 
     #[test]

@@ -190,7 +190,7 @@ impl QueueStore for SqliteStore {
                 c,
                 &format!(
                     "SELECT {COLUMNS} FROM queue_items WHERE queue = ?1 AND {READY}
-                     ORDER BY priority DESC, available_at, id LIMIT ?3"
+                     ORDER BY priority DESC, available_at, id LIMIT CAST(?3 AS INTEGER)"
                 ),
                 params![queue, now, limit as i64],
             )?;
@@ -213,7 +213,7 @@ impl QueueStore for SqliteStore {
                      WHERE (status IN ('claimed', 'running') AND lease_expires_at <= ?1)
                         OR (status IN ('pending', 'failed', 'timed_out', 'claimed', 'running')
                             AND expires_at <= ?1)
-                     LIMIT ?2"
+                     LIMIT CAST(?2 AS INTEGER)"
                 ),
                 params![now, limit as i64],
             )?;
@@ -249,7 +249,7 @@ impl QueueStore for SqliteStore {
                 &format!(
                     "SELECT {COLUMNS} FROM queue_items
                      WHERE queue = ?1 AND (?2 = '' OR status = ?2) AND id < ?3
-                     ORDER BY id DESC LIMIT ?4"
+                     ORDER BY id DESC LIMIT CAST(?4 AS INTEGER)"
                 ),
                 params![
                     queue,

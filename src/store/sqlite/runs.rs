@@ -190,7 +190,7 @@ impl RunStore for SqliteStore {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {RUN_COLUMNS} FROM runs
                  WHERE (?1 = '' OR recipe = ?1) AND (?2 = '' OR status = ?2) AND id < ?3
-                 ORDER BY id DESC LIMIT ?4"
+                 ORDER BY id DESC LIMIT CAST(?4 AS INTEGER)"
             ))?;
             let rows = stmt.query_map(
                 params![
@@ -244,7 +244,7 @@ impl RunStore for SqliteStore {
                         f.detail, r.status
                  FROM automation_firings f LEFT JOIN runs r ON r.id = f.run_id
                  WHERE (?1 = '' OR f.automation = ?1)
-                 ORDER BY f.fired_at DESC LIMIT ?2",
+                 ORDER BY f.fired_at DESC LIMIT CAST(?2 AS INTEGER)",
             )?;
             let rows = stmt.query_map(
                 params![automation.unwrap_or_default(), limit as i64],

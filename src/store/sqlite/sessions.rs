@@ -102,7 +102,7 @@ impl SessionStore for SqliteStore {
     ) -> Result<Vec<SessionRecord>, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions WHERE key > ?1 ORDER BY key LIMIT ?2"
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE key > ?1 ORDER BY key LIMIT CAST(?2 AS INTEGER)"
             ))?;
             let rows = stmt.query_map(
                 params![after.unwrap_or_default(), limit as i64],
@@ -212,7 +212,7 @@ impl SessionStore for SqliteStore {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM (SELECT * FROM session_messages
                  WHERE session_id = ?1 AND turn < ?2 AND status = 'done'
-                 ORDER BY turn DESC, seq DESC LIMIT ?3) ORDER BY turn, seq"
+                 ORDER BY turn DESC, seq DESC LIMIT CAST(?3 AS INTEGER)) ORDER BY turn, seq"
             ))?;
             let rows =
                 stmt.query_map(params![session_id, seq as i64, limit as i64], message_row)?;
@@ -364,7 +364,7 @@ impl SessionStore for SqliteStore {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM (SELECT * FROM session_messages WHERE session_id = ?1
-                 ORDER BY turn DESC, seq DESC LIMIT ?2) ORDER BY turn, seq"
+                 ORDER BY turn DESC, seq DESC LIMIT CAST(?2 AS INTEGER)) ORDER BY turn, seq"
             ))?;
             let rows = stmt.query_map(params![session_id, limit as i64], message_row)?;
             Ok(rows.collect::<Result<_, _>>()?)

@@ -6,9 +6,14 @@
 //! Each write runs inside its own savepoint, so a failing write rolls back alone and the
 //! rest of its group still commits. A write's caller is answered only after the group's
 //! COMMIT returned: an `Ok` means the write is on disk.
+//!
+//! The writer also finishes checkpoints when asked (see `request_checkpoint`): only a
+//! checkpoint that runs while nobody writes can copy the whole WAL back into the
+//! database, and only then does the next transaction start the WAL over from its
+//! beginning instead of appending to an ever longer file.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use rusqlite::{Connection, Transaction};
@@ -39,6 +44,8 @@ pub struct WriterStats {
     pub writes: AtomicU64,
     /// Transactions committed so far; `writes / commits` is the mean group size.
     pub commits: AtomicU64,
+    /// Set to have the writer run a checkpoint after its current group.
+    checkpoint_due: AtomicBool,
 }
 
 impl Writer {
@@ -55,6 +62,14 @@ impl Writer {
 
     pub fn stats(&self) -> &WriterStats {
         &self.stats
+    }
+
+    /// Have the writer run a passive checkpoint between two groups, where no write is
+    /// in flight, so that it can copy the WAL's last frames and let the next
+    /// transaction restart the log. Cheap when a background checkpoint has just copied
+    /// the bulk.
+    pub fn request_checkpoint(&self) {
+        self.stats.checkpoint_due.store(true, Ordering::Relaxed);
     }
 
     /// Run `f` in the next group; resolves once its group is committed. `then` runs on
@@ -174,6 +189,12 @@ fn run(mut conn: Connection, queue: mpsc::Receiver<Job>, stats: &WriterStats) {
         }
         for reply in replies {
             reply(committed.as_ref().map(|_| ()));
+        }
+        // After the replies, so the group's callers do not wait for it.
+        if stats.checkpoint_due.swap(false, Ordering::Relaxed)
+            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "store: the writer's checkpoint failed");
         }
     }
 }
