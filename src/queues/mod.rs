@@ -627,4 +627,73 @@ mod tests {
         assert!(validate_name("jobs.x").is_err());
         assert!(validate_name("build-jobs_2").is_ok());
     }
+
+    /// The counts kept by triggers equal a count of the items after every kind of
+    /// transition.
+    #[tokio::test]
+    async fn counts_follow_every_transition() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queues::new(Store::open(dir.path()).unwrap(), QueuesConfig::default());
+        let claim = |max| Claim {
+            worker: "w".into(),
+            lease: None,
+            wait: Duration::ZERO,
+            max,
+        };
+        for queue in ["a", "b"] {
+            for n in 0..6 {
+                q.enqueue(
+                    queue,
+                    NewItem {
+                        payload: n.into(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            }
+        }
+        let items = q.claim("a", claim(4)).await.unwrap();
+        let token = |i: &QueueItem| i.lease_token.clone().unwrap();
+        q.ack("a", &items[0].id, &token(&items[0]), Value::Null)
+            .await
+            .unwrap();
+        q.nack("a", &items[1].id, &token(&items[1]), "x".into(), true)
+            .await
+            .unwrap();
+        q.nack("a", &items[2].id, &token(&items[2]), "x".into(), false)
+            .await
+            .unwrap();
+        q.cancel("b", &q.claim("b", claim(1)).await.unwrap()[0].id)
+            .await
+            .unwrap();
+        q.retry_dead("a", &items[2].id).await.unwrap();
+        let dead = q.claim("a", claim(6)).await.unwrap();
+        q.nack("a", &dead[0].id, &token(&dead[0]), "x".into(), false)
+            .await
+            .unwrap();
+        q.drop_dead("a", &dead[0].id).await.unwrap();
+
+        let counted = q.summaries().await.unwrap();
+        let c = rusqlite::Connection::open(dir.path().join("switchyard.db")).unwrap();
+        let mut stmt = c
+            .prepare("SELECT queue, status, COUNT(*) FROM queue_items GROUP BY queue, status")
+            .unwrap();
+        let mut expected: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for row in stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .unwrap()
+        {
+            let (queue, status, n) = row.unwrap();
+            expected.entry(queue).or_default().insert(status, n as u64);
+        }
+        assert_eq!(counted, expected);
+        assert!(expected["a"].len() >= 3, "{expected:?}");
+    }
 }

@@ -165,6 +165,45 @@ const MIGRATIONS: &[&str] = &[
         revoked_at TEXT
     );
     "#,
+    // 6: queue indexes that hold only the items they serve, so that a transition
+    // touches two of them instead of six: ready items in claim order, live leases,
+    // items with a TTL, and (queue, id) for listing, which no transition touches.
+    // Counts by status are kept by triggers in the same transaction, so a scrape reads
+    // a few rows instead of counting every item ever queued.
+    r#"
+    DROP INDEX queue_items_ready;
+    DROP INDEX queue_items_by_lease;
+    DROP INDEX queue_items_by_expiry;
+    CREATE INDEX queue_items_ready ON queue_items (queue, priority DESC, available_at, id)
+        WHERE status IN ('pending', 'failed', 'timed_out');
+    CREATE INDEX queue_items_leased ON queue_items (lease_expires_at)
+        WHERE status IN ('claimed', 'running');
+    CREATE INDEX queue_items_expiring ON queue_items (expires_at)
+        WHERE expires_at IS NOT NULL;
+    CREATE INDEX queue_items_by_queue ON queue_items (queue, id);
+
+    CREATE TABLE queue_counts (
+        queue  TEXT NOT NULL,
+        status TEXT NOT NULL,
+        n      INTEGER NOT NULL,
+        PRIMARY KEY (queue, status)
+    ) WITHOUT ROWID;
+    INSERT INTO queue_counts (queue, status, n)
+        SELECT queue, status, COUNT(*) FROM queue_items GROUP BY queue, status;
+    CREATE TRIGGER queue_counts_insert AFTER INSERT ON queue_items BEGIN
+        INSERT INTO queue_counts (queue, status, n) VALUES (NEW.queue, NEW.status, 1)
+            ON CONFLICT (queue, status) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER queue_counts_update AFTER UPDATE OF status ON queue_items
+        WHEN OLD.status <> NEW.status BEGIN
+        UPDATE queue_counts SET n = n - 1 WHERE queue = OLD.queue AND status = OLD.status;
+        INSERT INTO queue_counts (queue, status, n) VALUES (NEW.queue, NEW.status, 1)
+            ON CONFLICT (queue, status) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER queue_counts_delete AFTER DELETE ON queue_items BEGIN
+        UPDATE queue_counts SET n = n - 1 WHERE queue = OLD.queue AND status = OLD.status;
+    END;
+    "#,
 ];
 
 /// The schema version after every migration ran.

@@ -3,6 +3,7 @@
 //! never act on a stale copy.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -15,9 +16,30 @@ const COLUMNS: &str = "id, queue, payload, priority, idempotency_key, status, at
      max_attempts, available_at, expires_at, lease_token, lease_expires_at, worker, result, \
      error, created_at, updated_at";
 
-/// Ready to claim: a retryable status, available, not expired.
-const READY: &str = "status IN ('pending', 'failed', 'timed_out') AND available_at <= ?2 \
-     AND (expires_at IS NULL OR expires_at > ?2)";
+/// The best ready items of queue ?1 at time ?2, at most ?3: a retryable status,
+/// available, not expired. The status test is written exactly as the
+/// `queue_items_ready` index's condition, so that the planner reads that index, which
+/// is in claim order.
+static CLAIMABLE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM queue_items
+         WHERE queue = ?1 AND status IN ('pending', 'failed', 'timed_out')
+           AND available_at <= ?2 AND (expires_at IS NULL OR expires_at > ?2)
+         ORDER BY priority DESC, available_at, id LIMIT CAST(?3 AS INTEGER)"
+    )
+});
+
+/// Items whose lease or TTL ran out by ?1, at most ?2; each test matches the
+/// condition of its index (`queue_items_leased`, `queue_items_expiring`).
+static DUE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM queue_items
+         WHERE (status IN ('claimed', 'running') AND lease_expires_at <= ?1)
+            OR (expires_at IS NOT NULL AND expires_at <= ?1
+                AND status IN ('pending', 'failed', 'timed_out', 'claimed', 'running'))
+         LIMIT CAST(?2 AS INTEGER)"
+    )
+});
 
 fn json(text: String) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
@@ -186,14 +208,7 @@ impl QueueStore for SqliteStore {
     ) -> Result<Vec<QueueItem>, StoreError> {
         let queue = queue.to_owned();
         self.write_events(move |c, events| {
-            let ready = select(
-                c,
-                &format!(
-                    "SELECT {COLUMNS} FROM queue_items WHERE queue = ?1 AND {READY}
-                     ORDER BY priority DESC, available_at, id LIMIT CAST(?3 AS INTEGER)"
-                ),
-                params![queue, now, limit as i64],
-            )?;
+            let ready = select(c, &CLAIMABLE, params![queue, now, limit as i64])?;
             apply(c, ready, &mut change, events)
         })
         .await
@@ -206,17 +221,7 @@ impl QueueStore for SqliteStore {
         mut change: ItemChange,
     ) -> Result<Vec<QueueItem>, StoreError> {
         self.write_events(move |c, events| {
-            let due = select(
-                c,
-                &format!(
-                    "SELECT {COLUMNS} FROM queue_items
-                     WHERE (status IN ('claimed', 'running') AND lease_expires_at <= ?1)
-                        OR (status IN ('pending', 'failed', 'timed_out', 'claimed', 'running')
-                            AND expires_at <= ?1)
-                     LIMIT CAST(?2 AS INTEGER)"
-                ),
-                params![now, limit as i64],
-            )?;
+            let due = select(c, &DUE, params![now, limit as i64])?;
             apply(c, due, &mut change, events)
         })
         .await
@@ -266,9 +271,8 @@ impl QueueStore for SqliteStore {
         &self,
     ) -> Result<BTreeMap<String, BTreeMap<String, u64>>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT queue, status, COUNT(*) FROM queue_items GROUP BY queue, status",
-            )?;
+            let mut stmt =
+                c.prepare_cached("SELECT queue, status, n FROM queue_counts WHERE n > 0")?;
             let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
             for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?)))? {
                 let (queue, status, n): (String, String, i64) = row?;
@@ -301,5 +305,44 @@ impl QueueStore for SqliteStore {
             )? == 1)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::{Connection, StatementStatus, params};
+
+    use super::{CLAIMABLE, DUE};
+    use crate::store::Store;
+
+    fn plan(c: &Connection, sql: &str, p: impl rusqlite::Params) -> String {
+        let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt.query_map(p, |r| r.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    }
+
+    /// A claim reads the ready index in claim order (no sort, no scan), the reaper
+    /// reads the lease and TTL indexes, and the claim statement stays prepared when
+    /// rebound (see `CachedStatements`).
+    #[test]
+    fn claims_and_reaps_read_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let c = Connection::open(dir.path().join("switchyard.db")).unwrap();
+        let claim = plan(&c, &CLAIMABLE, params!["q", "2026", 1]);
+        assert!(claim.contains("USING INDEX queue_items_ready"), "{claim}");
+        assert!(!claim.contains("TEMP B-TREE"), "{claim}");
+        let reap = plan(&c, &DUE, params!["2026", 100]);
+        assert!(reap.contains("queue_items_leased"), "{reap}");
+        assert!(reap.contains("queue_items_expiring"), "{reap}");
+
+        let mut stmt = c.prepare(&CLAIMABLE).unwrap();
+        for n in 1..=5 {
+            stmt.query(params!["q", format!("2026-01-0{n}"), n])
+                .unwrap()
+                .next()
+                .unwrap();
+        }
+        assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
     }
 }
