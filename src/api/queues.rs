@@ -5,7 +5,9 @@ use super::extract::{Body, Path, Query};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::error::{duration, parse_json};
@@ -107,20 +109,38 @@ struct ListQuery {
     path = "/queues/{queue}/items",
     tag = "queues",
     params(("queue" = String, Path, description = "Queue name"), ListQuery),
-    responses((status = 200, description = "A page of items, newest first", body = Value)),
+    responses((status = 200, description = "A page of items, newest first", body = ItemPage)),
     security(("token" = ["queues:read"]))
 )]
 async fn list(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    let items = state.queues.list(&queue, q.status, q.before, limit).await?;
+) -> Result<Json<ItemPage>, ApiError> {
+    page(&state, &queue, q.status, q.before, q.limit).await
+}
+
+/// Items, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+struct ItemPage {
+    items: Vec<QueueItem>,
+    /// Pass as `before` for the next page; null on the last.
+    next: Option<String>,
+}
+
+async fn page(
+    state: &AppState,
+    queue: &str,
+    status: Option<String>,
+    before: Option<String>,
+    limit: Option<usize>,
+) -> Result<Json<ItemPage>, ApiError> {
+    let limit = limit.unwrap_or(50).clamp(1, 1000);
+    let items = state.queues.list(queue, status, before, limit).await?;
     let next = (items.len() == limit)
         .then(|| items.last().map(|i| i.id.clone()))
         .flatten();
-    Ok(Json(json!({ "items": items, "next": next })))
+    Ok(Json(ItemPage { items, next }))
 }
 
 #[utoipa::path(
@@ -128,20 +148,15 @@ async fn list(
     path = "/queues/{queue}/dead",
     tag = "queues",
     params(("queue" = String, Path, description = "Queue name"), ListQuery),
-    responses((status = 200, description = "Dead items, newest first", body = Value)),
+    responses((status = 200, description = "Dead items, newest first", body = ItemPage)),
     security(("token" = ["queues:read"]))
 )]
 async fn dead(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    let items = state
-        .queues
-        .list(&queue, Some("dead".into()), q.before, limit)
-        .await?;
-    Ok(Json(json!({ "items": items })))
+) -> Result<Json<ItemPage>, ApiError> {
+    page(&state, &queue, Some("dead".into()), q.before, q.limit).await
 }
 
 #[utoipa::path(
@@ -163,18 +178,30 @@ async fn show(
     get,
     path = "/queues",
     tag = "queues",
-    responses((status = 200, description = "Every queue with its counts by status", body = Value)),
+    responses((status = 200, description = "Every queue with its counts by status", body = QueueList)),
     security(("token" = ["queues:read"]))
 )]
-async fn summaries(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let queues: Vec<Value> = state
+async fn summaries(State(state): State<AppState>) -> Result<Json<QueueList>, ApiError> {
+    let queues = state
         .queues
         .summaries()
         .await?
         .into_iter()
-        .map(|(name, counts)| json!({ "name": name, "counts": counts }))
+        .map(|(name, counts)| QueueSummary { name, counts })
         .collect();
-    Ok(Json(json!({ "queues": queues })))
+    Ok(Json(QueueList { queues }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct QueueList {
+    queues: Vec<QueueSummary>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct QueueSummary {
+    name: String,
+    /// Items by status; a status with none is absent.
+    counts: BTreeMap<String, u64>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -201,14 +228,14 @@ fn one() -> usize {
     tag = "queues",
     params(("queue" = String, Path, description = "Queue name")),
     request_body = ClaimRequest,
-    responses((status = 200, description = "Claimed items with their lease tokens (none if nothing came in time)", body = Value)),
+    responses((status = 200, description = "Claimed items with their lease tokens (none if nothing came in time)", body = Claimed)),
     security(("token" = ["queues:work"]))
 )]
 async fn claim(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Claimed>, ApiError> {
     let req: ClaimRequest = parse_json(body.0)?;
     let claim = Claim {
         worker: req.worker,
@@ -221,7 +248,12 @@ async fn claim(
         // Shutdown ends a long poll with nothing claimed.
         () = state.shutdown.cancelled() => Vec::new(),
     };
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(Claimed { items }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Claimed {
+    items: Vec<QueueItem>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

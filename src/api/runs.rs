@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::error::parse_json;
 use super::{ApiError, AppState};
 use crate::runs::{RunError, RunView, Trigger};
-use crate::store::RunFilter;
+use crate::store::{RunFilter, RunRecord};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -78,14 +78,14 @@ pub fn recipe(
     tag = "runs",
     params(("name" = String, Path, description = "Recipe name")),
     request_body(content = Option<StartRequest>, description = "Inputs and a correlation id; no body for none"),
-    responses((status = 201, description = "The run, started", body = Value)),
+    responses((status = 201, description = "The run, started", body = RunView)),
     security(("token" = ["runs:write"]))
 )]
 async fn start(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Option<Body>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
     let req: StartRequest = parse_json(body.map_or_else(|| json!({}), |b| b.0))?;
     let recipe = recipe(&state, &name)?;
     let trigger = Trigger {
@@ -93,7 +93,7 @@ async fn start(
         ..Trigger::manual()
     };
     let view = state.runs.start(recipe, req.inputs, trigger).await?;
-    Ok((StatusCode::CREATED, Json(json!(view))))
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -112,13 +112,13 @@ struct ListQuery {
     path = "/runs",
     tag = "runs",
     params(ListQuery),
-    responses((status = 200, description = "A page of runs, newest first", body = Value)),
+    responses((status = 200, description = "A page of runs, newest first", body = RunPage)),
     security(("token" = ["runs:read"]))
 )]
 async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunPage>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let runs = state
         .runs
@@ -132,7 +132,15 @@ async fn list(
     let next = (runs.len() == limit)
         .then(|| runs.last().map(|r| r.id.clone()))
         .flatten();
-    Ok(Json(json!({ "runs": runs, "next": next })))
+    Ok(Json(RunPage { runs, next }))
+}
+
+/// Runs, newest first.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct RunPage {
+    runs: Vec<RunRecord>,
+    /// Pass as `before` for the next page; null on the last.
+    next: Option<String>,
 }
 
 #[utoipa::path(
@@ -140,7 +148,7 @@ async fn list(
     path = "/runs/{id}",
     tag = "runs",
     params(("id" = String, Path, description = "Run id")),
-    responses((status = 200, description = "The run with its steps", body = Value)),
+    responses((status = 200, description = "The run with its steps", body = RunView)),
     security(("token" = ["runs:read"]))
 )]
 async fn show(
@@ -155,7 +163,7 @@ async fn show(
     path = "/runs/{id}/cancel",
     tag = "runs",
     params(("id" = String, Path, description = "Run id")),
-    responses((status = 200, description = "The run, canceled", body = Value)),
+    responses((status = 200, description = "The run, canceled", body = RunView)),
     security(("token" = ["runs:write"]))
 )]
 async fn cancel(

@@ -9,12 +9,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, Sse};
 use futures::{FutureExt, Stream};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::error::parse_json;
 use super::{ApiError, AppState};
-use crate::sessions::{NewSession, SessionError};
+use crate::sessions::{NewSession, SessionError, SessionSnapshot, SteerOutcome};
+use crate::store::MessageRecord;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -69,13 +70,13 @@ struct CreateRequest {
     path = "/sessions",
     tag = "sessions",
     request_body = CreateRequest,
-    responses((status = 201, description = "The new session", body = Value)),
+    responses((status = 201, description = "The new session", body = SessionSnapshot)),
     security(("token" = ["sessions:write"]))
 )]
 async fn create(
     State(state): State<AppState>,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<SessionSnapshot>), ApiError> {
     let req: CreateRequest = parse_json(body.0)?;
     let record = state
         .sessions
@@ -87,7 +88,7 @@ async fn create(
         })
         .await?;
     let snapshot = state.sessions.snapshot(&record.key).await?;
-    Ok((StatusCode::CREATED, Json(json!(snapshot))))
+    Ok((StatusCode::CREATED, Json(snapshot)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -98,24 +99,32 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
+/// A page of sessions in key order.
+#[derive(Serialize, utoipa::ToSchema)]
+struct SessionPage {
+    sessions: Vec<SessionSnapshot>,
+    /// Pass as `after` for the next page; null on the last.
+    next: Option<String>,
+}
+
 #[utoipa::path(
     get,
     path = "/sessions",
     tag = "sessions",
     params(ListQuery),
-    responses((status = 200, description = "A page of sessions", body = Value)),
+    responses((status = 200, description = "A page of sessions", body = SessionPage)),
     security(("token" = ["sessions:read"]))
 )]
 async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionPage>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let sessions = state.sessions.list(q.after, limit).await?;
     let next = (sessions.len() == limit)
         .then(|| sessions.last().map(|s| s.key.clone()))
         .flatten();
-    Ok(Json(json!({ "sessions": sessions, "next": next })))
+    Ok(Json(SessionPage { sessions, next }))
 }
 
 #[utoipa::path(
@@ -123,14 +132,14 @@ async fn list(
     path = "/sessions/{key}",
     tag = "sessions",
     params(("key" = String, Path, description = "Session key")),
-    responses((status = 200, description = "The session with its queue", body = Value)),
+    responses((status = 200, description = "The session with its queue", body = SessionSnapshot)),
     security(("token" = ["sessions:read"]))
 )]
 async fn show(
     State(state): State<AppState>,
     Path(key): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(state.sessions.snapshot(&key).await?)))
+) -> Result<Json<SessionSnapshot>, ApiError> {
+    Ok(Json(state.sessions.snapshot(&key).await?))
 }
 
 #[utoipa::path(
@@ -155,26 +164,45 @@ struct TextRequest {
     text: String,
 }
 
+/// A message's place in its session's queue.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Queued {
+    id: String,
+    /// 1 = next to be processed.
+    position: u64,
+    status: String,
+}
+
 #[utoipa::path(
     post,
     path = "/sessions/{key}/messages",
     tag = "sessions",
     params(("key" = String, Path, description = "Session key")),
     request_body = TextRequest,
-    responses((status = 202, description = "Queued", body = Value)),
+    responses((status = 202, description = "Queued", body = Queued)),
     security(("token" = ["sessions:write"]))
 )]
 async fn enqueue(
     State(state): State<AppState>,
     Path(key): Path<String>,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Queued>), ApiError> {
     let req: TextRequest = parse_json(body.0)?;
     let (message, position) = state.sessions.enqueue(&key, req.text).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": message.id, "position": position, "status": message.status })),
+        Json(Queued {
+            id: message.id,
+            position,
+            status: message.status,
+        }),
     ))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Aborted {
+    /// False when no turn was running.
+    aborted: bool,
 }
 
 #[utoipa::path(
@@ -182,15 +210,22 @@ async fn enqueue(
     path = "/sessions/{key}/abort",
     tag = "sessions",
     params(("key" = String, Path, description = "Session key")),
-    responses((status = 200, description = "Whether a turn was aborted", body = Value)),
+    responses((status = 200, description = "Whether a turn was aborted", body = Aborted)),
     security(("token" = ["sessions:write"]))
 )]
 async fn abort(
     State(state): State<AppState>,
     Path(key): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Aborted>, ApiError> {
     let aborted = state.sessions.abort(&key).await?;
-    Ok(Json(json!({ "aborted": aborted })))
+    Ok(Json(Aborted { aborted }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Steered {
+    outcome: SteerOutcome,
+    /// The follow-up message, when the text was queued.
+    message_id: Option<String>,
 }
 
 #[utoipa::path(
@@ -199,19 +234,26 @@ async fn abort(
     tag = "sessions",
     params(("key" = String, Path, description = "Session key")),
     request_body = TextRequest,
-    responses((status = 200, description = "How the text was taken", body = Value)),
+    responses((status = 200, description = "How the text was taken", body = Steered)),
     security(("token" = ["sessions:write"]))
 )]
 async fn steer(
     State(state): State<AppState>,
     Path(key): Path<String>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Steered>, ApiError> {
     let req: TextRequest = parse_json(body.0)?;
     let (outcome, message) = state.sessions.steer(&key, req.text).await?;
-    Ok(Json(
-        json!({ "outcome": outcome, "message_id": message.map(|m| m.id) }),
-    ))
+    Ok(Json(Steered {
+        outcome,
+        message_id: message.map(|m| m.id),
+    }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Emptied {
+    /// Queued messages dropped.
+    dropped_messages: u64,
 }
 
 #[utoipa::path(
@@ -219,15 +261,20 @@ async fn steer(
     path = "/sessions/{key}/reset",
     tag = "sessions",
     params(("key" = String, Path, description = "Session key")),
-    responses((status = 200, description = "The session, emptied", body = Value)),
+    responses((status = 200, description = "The session, emptied", body = Emptied)),
     security(("token" = ["sessions:write"]))
 )]
 async fn reset(
     State(state): State<AppState>,
     Path(key): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let dropped = state.sessions.reset(&key).await?;
-    Ok(Json(json!({ "dropped_messages": dropped })))
+) -> Result<Json<Emptied>, ApiError> {
+    let dropped_messages = state.sessions.reset(&key).await?;
+    Ok(Json(Emptied { dropped_messages }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct History {
+    messages: Vec<MessageRecord>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -241,18 +288,17 @@ struct HistoryQuery {
     path = "/sessions/{key}/history",
     tag = "sessions",
     params(("key" = String, Path, description = "Session key"), HistoryQuery),
-    responses((status = 200, description = "Messages, oldest first", body = Value)),
+    responses((status = 200, description = "Messages, oldest first", body = History)),
     security(("token" = ["sessions:read"]))
 )]
 async fn history(
     State(state): State<AppState>,
     Path(key): Path<String>,
     Query(q): Query<HistoryQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<History>, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    Ok(Json(
-        json!({ "messages": state.sessions.history(&key, limit).await? }),
-    ))
+    let messages = state.sessions.history(&key, limit).await?;
+    Ok(Json(History { messages }))
 }
 
 /// SSE: a `snapshot` message first, then the session's events (resumable by

@@ -48,7 +48,7 @@ pub enum RunError {
 }
 
 /// A run with its steps, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunView {
     #[serde(flatten)]
     pub run: RunRecord,

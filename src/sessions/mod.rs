@@ -81,7 +81,7 @@ pub enum SessionError {
 }
 
 /// A session as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SessionSnapshot {
     pub key: String,
     pub id: String,
@@ -117,7 +117,7 @@ pub struct TurnEnded {
 }
 
 /// Where steering text went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SteerOutcome {
     /// Handed to the running turn.

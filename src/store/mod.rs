@@ -110,7 +110,7 @@ impl TurnResult {
 }
 
 /// One message of a session.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageRecord {
     pub id: String,
     pub seq: u64,
@@ -272,7 +272,7 @@ pub trait SessionStore: Send + Sync {
 }
 
 /// A recipe run as persisted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunRecord {
     pub id: String,
     pub recipe: String,
@@ -295,7 +295,7 @@ pub struct RunRecord {
 }
 
 /// One step of a run as persisted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepRecord {
     pub step_id: String,
     /// `pending`, `running`, `retrying`, then `succeeded`, `failed`, `skipped` or
