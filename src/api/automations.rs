@@ -5,11 +5,12 @@ use super::extract::{Path, Query};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::{ApiError, AppState};
 use crate::automations::{AutomationError, AutomationView};
+use crate::store::FiringRecord;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -39,7 +40,7 @@ impl From<AutomationError> for ApiError {
     get,
     path = "/automations",
     tag = "automations",
-    responses((status = 200, description = "Automations with their next firings", body = Value)),
+    responses((status = 200, description = "Automations with their next firings", body = Vec<AutomationView>)),
     security(("token" = ["automations:read"]))
 )]
 async fn list(State(state): State<AppState>) -> Result<Json<Vec<AutomationView>>, ApiError> {
@@ -58,17 +59,22 @@ struct FiringsQuery {
     path = "/automations/{id}/firings",
     tag = "automations",
     params(("id" = String, Path, description = "Automation id"), FiringsQuery),
-    responses((status = 200, description = "Firings, newest first", body = Value)),
+    responses((status = 200, description = "Firings, newest first", body = Firings)),
     security(("token" = ["automations:read"]))
 )]
 async fn firings(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<FiringsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Firings>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 10_000);
     let firings = state.automations.firings(Some(&id), limit).await?;
-    Ok(Json(json!({ "firings": firings })))
+    Ok(Json(Firings { firings }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Firings {
+    firings: Vec<FiringRecord>,
 }
 
 #[utoipa::path(
@@ -76,15 +82,15 @@ async fn firings(
     path = "/automations/{id}/run",
     tag = "automations",
     params(("id" = String, Path, description = "Automation id")),
-    responses((status = 202, description = "The firing", body = Value)),
+    responses((status = 202, description = "The firing", body = FiringRecord)),
     security(("token" = ["automations:write"]))
 )]
 async fn fire(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<FiringRecord>), ApiError> {
     let firing = state.automations.fire_now(&id).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!(firing))))
+    Ok((StatusCode::ACCEPTED, Json(firing)))
 }
 
 #[utoipa::path(
@@ -92,15 +98,22 @@ async fn fire(
     path = "/automations/{id}/pause",
     tag = "automations",
     params(("id" = String, Path, description = "Automation id")),
-    responses((status = 200, description = "Paused", body = Value)),
+    responses((status = 200, description = "Paused", body = Paused)),
     security(("token" = ["automations:write"]))
 )]
 async fn pause(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Paused>, ApiError> {
     let id = state.automations.set_paused(&id, true).await?;
-    Ok(Json(json!({ "id": id, "paused": true })))
+    Ok(Json(Paused { id, paused: true }))
+}
+
+/// An automation's pause state after the change.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Paused {
+    id: String,
+    paused: bool,
 }
 
 #[utoipa::path(
@@ -108,15 +121,15 @@ async fn pause(
     path = "/automations/{id}/resume",
     tag = "automations",
     params(("id" = String, Path, description = "Automation id")),
-    responses((status = 200, description = "Resumed", body = Value)),
+    responses((status = 200, description = "Resumed", body = Paused)),
     security(("token" = ["automations:write"]))
 )]
 async fn resume(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Paused>, ApiError> {
     let id = state.automations.set_paused(&id, false).await?;
-    Ok(Json(json!({ "id": id, "paused": false })))
+    Ok(Json(Paused { id, paused: false }))
 }
 
 /// The request body (a JSON object; empty for none) is the run's inputs; an
@@ -127,7 +140,7 @@ async fn resume(
     tag = "automations",
     params(("path" = String, Path, description = "The webhook path a recipe listens on")),
     request_body(content = Option<Object>, description = "The run's inputs by name (a JSON object; no body for none)"),
-    responses((status = 202, description = "The run it started", body = Value)),
+    responses((status = 202, description = "The run it started", body = HookRun)),
     security(("token" = ["hooks:write"]))
 )]
 async fn hook(
@@ -135,7 +148,7 @@ async fn hook(
     Path(path): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<HookRun>), ApiError> {
     let inputs: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
         Map::new()
     } else {
@@ -159,8 +172,18 @@ async fn hook(
         .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(
-            json!({ "run_id": run.id, "status": run.status, "correlation_id": run.correlation_id }),
-        ),
+        Json(HookRun {
+            run_id: run.id,
+            status: run.status,
+            correlation_id: run.correlation_id,
+        }),
     ))
+}
+
+/// The run a webhook started.
+#[derive(Serialize, utoipa::ToSchema)]
+struct HookRun {
+    run_id: String,
+    status: String,
+    correlation_id: String,
 }

@@ -14,8 +14,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, Sse};
 use futures::Stream;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::error::parse_json;
 use super::{ApiError, AppState};
@@ -58,14 +58,13 @@ const MAX_BATCH: usize = 1000;
     path = "/events",
     tag = "bus",
     request_body = PublishRequest,
-    responses((status = 201, description = "The stored event, or events", body = Value)),
+    responses((status = 201, description = "The stored event, or events", body = Published)),
     security(("token" = ["bus:write"]))
 )]
 async fn publish(
     State(state): State<AppState>,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let receipt = |e: &crate::bus::Event| json!({ "seq": e.seq, "id": e.id, "time": e.time });
+) -> Result<(StatusCode, Json<Published>), ApiError> {
     if let Value::Array(items) = body.0 {
         if items.len() > MAX_BATCH {
             return Err(ApiError::bad_request(format!(
@@ -90,8 +89,8 @@ async fn publish(
             .publish_batch(events)
             .await
             .map_err(|(i, e)| refused(e, Some(i)))?;
-        let receipts: Vec<Value> = stored.iter().map(receipt).collect();
-        return Ok((StatusCode::CREATED, Json(json!({ "events": receipts }))));
+        let events = stored.iter().map(Receipt::of).collect();
+        return Ok((StatusCode::CREATED, Json(Published::Batch { events })));
     }
     let req: PublishRequest = parse_json(body.0)?;
     let event = state
@@ -99,7 +98,36 @@ async fn publish(
         .publish(req.into_event())
         .await
         .map_err(|e| refused(e, None))?;
-    Ok((StatusCode::CREATED, Json(receipt(&event))))
+    Ok((
+        StatusCode::CREATED,
+        Json(Published::One(Receipt::of(&event))),
+    ))
+}
+
+/// Where a published event was stored.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Receipt {
+    seq: u64,
+    id: String,
+    time: String,
+}
+
+impl Receipt {
+    fn of(e: &crate::bus::Event) -> Self {
+        Self {
+            seq: e.seq,
+            id: e.id.clone(),
+            time: e.time.clone(),
+        }
+    }
+}
+
+/// One receipt for one event; `{"events": [...]}` for a batch.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+enum Published {
+    One(Receipt),
+    Batch { events: Vec<Receipt> },
 }
 
 impl PublishRequest {

@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
 
 use super::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -23,11 +22,27 @@ pub fn routes() -> OpenApiRouter<AppState> {
     get,
     path = "/healthz",
     tag = "health",
-    responses((status = 200, description = "The process is up", body = Value)),
+    responses((status = 200, description = "The process is up", body = Health)),
     security(())
 )]
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    /// `ok`.
+    status: &'static str,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Readiness {
+    /// `ready` or `starting`.
+    status: &'static str,
+    /// The initial plugin scan is done.
+    plugins_loaded: bool,
+    /// The database answers.
+    database: bool,
 }
 
 /// Ready for work: the database answers and the initial plugin scan is done.
@@ -35,10 +50,10 @@ async fn healthz() -> Json<Value> {
     get,
     path = "/readyz",
     tag = "health",
-    responses((status = 200, description = "Ready for work", body = Value), (status = 503, description = "Still starting", body = Value)),
+    responses((status = 200, description = "Ready for work", body = Readiness), (status = 503, description = "Still starting", body = Readiness)),
     security(("token" = ["metrics:read"]))
 )]
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let plugins_loaded = state.ready.load(Ordering::Acquire);
     let database = state.bus.events_after(u64::MAX, 1).await.is_ok();
     let ready = plugins_loaded && database;
@@ -49,11 +64,11 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     };
     (
         status,
-        Json(json!({
-            "status": if ready { "ready" } else { "starting" },
-            "plugins_loaded": plugins_loaded,
-            "database": database,
-        })),
+        Json(Readiness {
+            status: if ready { "ready" } else { "starting" },
+            plugins_loaded,
+            database,
+        }),
     )
 }
 

@@ -27,7 +27,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     get,
     path = "/plugins",
     tag = "plugins",
-    responses((status = 200, description = "Every plugin, loaded or failed", body = Value)),
+    responses((status = 200, description = "Every plugin, loaded or failed", body = Vec<PluginSummary>)),
     security(("token" = ["plugins:read"]))
 )]
 async fn list(State(state): State<AppState>) -> Json<Vec<PluginSummary>> {
@@ -39,7 +39,7 @@ async fn list(State(state): State<AppState>) -> Json<Vec<PluginSummary>> {
     path = "/plugins/{name}",
     tag = "plugins",
     params(("name" = String, Path, description = "Plugin name")),
-    responses((status = 200, description = "The plugin", body = Value)),
+    responses((status = 200, description = "The plugin", body = PluginSummary)),
     security(("token" = ["plugins:read"]))
 )]
 async fn show(
@@ -58,13 +58,13 @@ async fn show(
     path = "/plugins/{name}/reload",
     tag = "plugins",
     params(("name" = String, Path, description = "Plugin name")),
-    responses((status = 200, description = "What the reload did", body = Value)),
+    responses((status = 200, description = "What the reload did", body = Reloaded)),
     security(("token" = ["plugins:write"]))
 )]
 async fn reload(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Reloaded>, ApiError> {
     // The name becomes a path under the plugins directory: never `..` or `a/b`.
     if !crate::plugins::manifest::is_plugin_name(&name) {
         return Err(ApiError::not_found(format!("no plugin named `{name}`")).with_field("name"));
@@ -77,9 +77,21 @@ async fn reload(
         ReloadOutcome::Unloaded => ("unloaded", None),
         ReloadOutcome::Failed(e) => ("failed", Some(e)),
     };
-    Ok(Json(
-        json!({ "outcome": status, "error": error, "plugin": state.plugins.get(&name) }),
-    ))
+    Ok(Json(Reloaded {
+        outcome: status,
+        error,
+        plugin: state.plugins.get(&name),
+    }))
+}
+
+/// What a reload did, and the plugin as it is now (none once unloaded).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Reloaded {
+    /// `loaded`, `replaced`, `unchanged`, `unloaded` or `failed` (the previous version,
+    /// if any, still serves).
+    outcome: &'static str,
+    error: Option<String>,
+    plugin: Option<PluginSummary>,
 }
 
 /// `{"export": "...", "input": {...}}`.

@@ -19,7 +19,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     get,
     path = "/recipes",
     tag = "recipes",
-    responses((status = 200, description = "Recipes in force and files that failed", body = Value)),
+    responses((status = 200, description = "Recipes in force and files that failed", body = Vec<RecipeSummary>)),
     security(("token" = ["recipes:read"]))
 )]
 async fn list(State(state): State<AppState>) -> Json<Vec<RecipeSummary>> {
@@ -31,7 +31,7 @@ async fn list(State(state): State<AppState>) -> Json<Vec<RecipeSummary>> {
     path = "/recipes/{name}",
     tag = "recipes",
     params(("name" = String, Path, description = "Recipe name")),
-    responses((status = 200, description = "The recipe", body = Value)),
+    responses((status = 200, description = "The recipe", body = RecipeSummary)),
     security(("token" = ["recipes:read"]))
 )]
 async fn show(

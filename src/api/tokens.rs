@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -66,11 +65,18 @@ async fn create(
     get,
     path = "/tokens",
     tag = "tokens",
-    responses((status = 200, description = "Every token, oldest first (never a secret)", body = Value)),
+    responses((status = 200, description = "Every token, oldest first (never a secret)", body = TokenList)),
     security(("token" = ["admin"]))
 )]
-async fn list(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "tokens": state.tokens.list() }))
+async fn list(State(state): State<AppState>) -> Json<TokenList> {
+    Json(TokenList {
+        tokens: state.tokens.list(),
+    })
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct TokenList {
+    tokens: Vec<TokenInfo>,
 }
 
 #[utoipa::path(

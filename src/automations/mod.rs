@@ -71,7 +71,7 @@ pub enum AutomationError {
 }
 
 /// An automation as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AutomationView {
     pub id: String,
     pub recipe: String,

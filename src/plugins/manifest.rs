@@ -15,7 +15,9 @@ pub const MAX_MEMORY_MB: u64 = 1024;
 pub const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 
 /// The three plugin kinds, one WIT world each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum PluginKind {
     AgentAdapter,

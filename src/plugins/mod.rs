@@ -60,7 +60,7 @@ struct Entry {
 }
 
 /// How a plugin looks in `plugin list`.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct PluginSummary {
     pub name: String,
     pub kind: Option<PluginKind>,
@@ -77,6 +77,7 @@ pub struct PluginSummary {
     pub from_cache: Option<bool>,
     pub calls: u64,
     pub faults: u64,
+    #[schema(value_type = String)]
     pub dir: PathBuf,
 }
 

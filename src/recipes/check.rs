@@ -30,8 +30,9 @@ const DEFAULT_BACKOFF: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// One thing wrong with a recipe file.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    #[schema(value_type = String)]
     pub file: PathBuf,
     pub line: usize,
     pub column: usize,

@@ -53,10 +53,11 @@ pub enum RecipeReload {
 }
 
 /// A recipe file as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RecipeSummary {
     /// The recipe's name; for a file that never loaded, its file stem.
     pub name: String,
+    #[schema(value_type = String)]
     pub file: PathBuf,
     /// `ready`, or `failed` (no version could be loaded).
     pub status: &'static str,

@@ -326,7 +326,7 @@ pub struct RunFilter {
 }
 
 /// One firing of an automation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FiringRecord {
     pub automation: String,
     /// What fires at most once: a scheduled time, an event id, a request id.
