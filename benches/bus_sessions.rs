@@ -158,7 +158,7 @@ async fn run() {
     })
     .await
     .unwrap();
-    let http = common::http(256);
+    let http = common::http(4096);
 
     if selected("publish") {
         publish(&js, &http, &sy_url).await;
