@@ -135,6 +135,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The cursor of the page after `page` (a full page of `limit`): the last item's
+/// `cursor`; `None` when the page came short, so there is no more.
+fn next_cursor<T>(page: &[T], limit: usize, cursor: impl Fn(&T) -> &str) -> Option<String> {
+    (page.len() == limit)
+        .then(|| page.last().map(|last| cursor(last).to_owned()))
+        .flatten()
+}
+
 /// The route template axum matched (`/v1/queues/{queue}/claim`); empty if none.
 fn matched_route(req: &axum::extract::Request) -> String {
     req.extensions()

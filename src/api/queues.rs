@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::{duration, parse_json};
 use super::{ApiError, AppState};
@@ -76,7 +76,7 @@ async fn enqueue(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<QueueItem>), ApiError> {
     let req: EnqueueRequest = parse_json(body.0)?;
     let new = NewItem {
         payload: req.payload,
@@ -92,7 +92,7 @@ async fn enqueue(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(json!(item))))
+    Ok((status, Json(item)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -137,9 +137,7 @@ async fn page(
 ) -> Result<Json<ItemPage>, ApiError> {
     let limit = limit.unwrap_or(50).clamp(1, 1000);
     let items = state.queues.list(queue, status, before, limit).await?;
-    let next = (items.len() == limit)
-        .then(|| items.last().map(|i| i.id.clone()))
-        .flatten();
+    let next = super::next_cursor(&items, limit, |i| &i.id);
     Ok(Json(ItemPage { items, next }))
 }
 
@@ -170,8 +168,8 @@ async fn dead(
 async fn show(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(state.queues.get(&queue, &id).await?)))
+) -> Result<Json<QueueItem>, ApiError> {
+    Ok(Json(state.queues.get(&queue, &id).await?))
 }
 
 #[utoipa::path(
@@ -277,14 +275,14 @@ async fn extend(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueItem>, ApiError> {
     let req: LeaseRequest = parse_json(body.0)?;
     let lease = duration("lease", req.lease.as_deref())?;
     let item = state
         .queues
         .extend(&queue, &id, &req.lease_token, lease)
         .await?;
-    Ok(Json(json!(item)))
+    Ok(Json(item))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -308,13 +306,13 @@ async fn ack(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueItem>, ApiError> {
     let req: AckRequest = parse_json(body.0)?;
     let item = state
         .queues
         .ack(&queue, &id, &req.lease_token, req.result)
         .await?;
-    Ok(Json(json!(item)))
+    Ok(Json(item))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -344,13 +342,13 @@ async fn nack(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueItem>, ApiError> {
     let req: NackRequest = parse_json(body.0)?;
     let item = state
         .queues
         .nack(&queue, &id, &req.lease_token, req.reason, req.retry)
         .await?;
-    Ok(Json(json!(item)))
+    Ok(Json(item))
 }
 
 #[utoipa::path(
@@ -364,8 +362,8 @@ async fn nack(
 async fn cancel(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(state.queues.cancel(&queue, &id).await?)))
+) -> Result<Json<QueueItem>, ApiError> {
+    Ok(Json(state.queues.cancel(&queue, &id).await?))
 }
 
 #[utoipa::path(
@@ -379,8 +377,8 @@ async fn cancel(
 async fn retry_dead(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(state.queues.retry_dead(&queue, &id).await?)))
+) -> Result<Json<QueueItem>, ApiError> {
+    Ok(Json(state.queues.retry_dead(&queue, &id).await?))
 }
 
 #[utoipa::path(

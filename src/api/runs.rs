@@ -129,9 +129,7 @@ async fn list(
             limit,
         })
         .await?;
-    let next = (runs.len() == limit)
-        .then(|| runs.last().map(|r| r.id.clone()))
-        .flatten();
+    let next = super::next_cursor(&runs, limit, |r| &r.id);
     Ok(Json(RunPage { runs, next }))
 }
 

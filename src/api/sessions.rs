@@ -121,9 +121,7 @@ async fn list(
 ) -> Result<Json<SessionPage>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let sessions = state.sessions.list(q.after, limit).await?;
-    let next = (sessions.len() == limit)
-        .then(|| sessions.last().map(|s| s.key.clone()))
-        .flatten();
+    let next = super::next_cursor(&sessions, limit, |s| &s.key);
     Ok(Json(SessionPage { sessions, next }))
 }
 

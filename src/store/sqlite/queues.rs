@@ -16,6 +16,32 @@ const COLUMNS: &str = "id, queue, payload, priority, idempotency_key, status, at
      max_attempts, available_at, expires_at, lease_token, lease_expires_at, worker, result, \
      error, created_at, updated_at";
 
+/// Item ?2 of queue ?1.
+static BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM queue_items WHERE queue = ?1 AND id = ?2"));
+
+/// The item of queue ?1 with idempotency key ?2.
+static BY_KEY: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM queue_items WHERE queue = ?1 AND idempotency_key = ?2")
+});
+
+static INSERT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO queue_items ({COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+    )
+});
+
+/// Queue ?1's items with status ?2 ('' for any) and ids below ?3, newest first, at
+/// most ?4.
+static LISTED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM queue_items
+         WHERE queue = ?1 AND (?2 = '' OR status = ?2) AND id < ?3
+         ORDER BY id DESC LIMIT CAST(?4 AS INTEGER)"
+    )
+});
+
 /// The best ready items of queue ?1 at time ?2, at most ?3: a retryable status,
 /// available, not expired. The status test is written exactly as the
 /// `queue_items_ready` index's condition, so that the planner reads that index, which
@@ -130,21 +156,14 @@ impl QueueStore for SqliteStore {
         self.write_events(move |c, events| {
             if let Some(key) = &item.idempotency_key {
                 let existing = c
-                    .one(
-                        &format!("SELECT {COLUMNS} FROM queue_items WHERE queue = ?1 AND idempotency_key = ?2"),
-                        params![item.queue, key],
-                        item_row,
-                    )
+                    .one(&BY_KEY, params![item.queue, key], item_row)
                     .optional()?;
                 if let Some(existing) = existing {
                     return Ok((existing, false));
                 }
             }
             c.exec(
-                &format!(
-                    "INSERT INTO queue_items ({COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
-                ),
+                &INSERT,
                 params![
                     item.id,
                     item.queue,
@@ -179,13 +198,7 @@ impl QueueStore for SqliteStore {
     ) -> Result<Option<Result<QueueItem, String>>, StoreError> {
         let (queue, id) = (queue.to_owned(), id.to_owned());
         self.write_events(move |c, events| {
-            let item = c
-                .one(
-                    &format!("SELECT {COLUMNS} FROM queue_items WHERE queue = ?1 AND id = ?2"),
-                    params![queue, id],
-                    item_row,
-                )
-                .optional()?;
+            let item = c.one(&BY_ID, params![queue, id], item_row).optional()?;
             let Some(item) = item else { return Ok(None) };
             match change(item) {
                 Ok((changed, event)) => {
@@ -229,15 +242,8 @@ impl QueueStore for SqliteStore {
 
     async fn queue_item(&self, queue: &str, id: &str) -> Result<Option<QueueItem>, StoreError> {
         let (queue, id) = (queue.to_owned(), id.to_owned());
-        self.read(move |c| {
-            Ok(c.one(
-                &format!("SELECT {COLUMNS} FROM queue_items WHERE queue = ?1 AND id = ?2"),
-                params![queue, id],
-                item_row,
-            )
-            .optional()?)
-        })
-        .await
+        self.read(move |c| Ok(c.one(&BY_ID, params![queue, id], item_row).optional()?))
+            .await
     }
 
     async fn queue_items(
@@ -251,11 +257,7 @@ impl QueueStore for SqliteStore {
         self.read(move |c| {
             select(
                 c,
-                &format!(
-                    "SELECT {COLUMNS} FROM queue_items
-                     WHERE queue = ?1 AND (?2 = '' OR status = ?2) AND id < ?3
-                     ORDER BY id DESC LIMIT CAST(?4 AS INTEGER)"
-                ),
+                &LISTED,
                 params![
                     queue,
                     status.unwrap_or_default(),
