@@ -89,7 +89,7 @@ async fn publish(
             .publish_batch(events)
             .await
             .map_err(|(i, e)| refused(e, Some(i)))?;
-        let events = stored.iter().map(Receipt::of).collect();
+        let events = stored.iter().map(|e| Receipt::of(e)).collect();
         return Ok((StatusCode::CREATED, Json(Published::Batch { events })));
     }
     let req: PublishRequest = parse_json(body.0)?;

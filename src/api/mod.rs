@@ -252,7 +252,7 @@ pub fn events_stream(
                 if typed {
                     sse = sse.event(event.event_type.clone());
                 }
-                let sse = sse.data(serde_json::to_string(&event).unwrap_or_default());
+                let sse = sse.data(serde_json::to_string(&*event).unwrap_or_default());
                 Some((Ok(sse), Some(sub)))
             }
             Err(e) => Some((

@@ -531,7 +531,7 @@ impl Automations {
     }
 
     /// A bus event: fire the event automations whose pattern it matches.
-    fn on_event(&self, event: Event) {
+    fn on_event(&self, event: Arc<Event>) {
         let matching: Vec<(String, Known)> = {
             let state = self.state();
             state
@@ -554,9 +554,9 @@ impl Automations {
         }
     }
 
-    async fn fire_event(&self, id: String, known: Known, event: Event) {
+    async fn fire_event(&self, id: String, known: Known, event: Arc<Event>) {
         let spec = &known.recipe.events[known.index];
-        let event_json = json!(event);
+        let event_json = json!(*event);
         let scope = EventScope(&event_json);
         let mut inputs: Map<String, Value> = spec
             .inputs

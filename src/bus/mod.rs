@@ -9,6 +9,8 @@ pub mod retention;
 mod subscription;
 pub mod topic;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -102,7 +104,7 @@ impl Bus {
     }
 
     /// Validate, persist, then fan out. Returns the stored event.
-    pub async fn publish(&self, event: NewEvent) -> Result<Event, BusError> {
+    pub async fn publish(&self, event: NewEvent) -> Result<Arc<Event>, BusError> {
         self.submit(event)?.await
     }
 
@@ -111,7 +113,7 @@ impl Bus {
     pub async fn publish_batch(
         &self,
         events: Vec<NewEvent>,
-    ) -> Result<Vec<Event>, (usize, BusError)> {
+    ) -> Result<Vec<Arc<Event>>, (usize, BusError)> {
         let mut checked = Vec::with_capacity(events.len());
         for (i, event) in events.into_iter().enumerate() {
             let data = validate(&event).map_err(|e| (i, e))?;
@@ -129,7 +131,7 @@ impl Bus {
     pub fn submit(
         &self,
         event: NewEvent,
-    ) -> Result<impl Future<Output = Result<Event, BusError>> + Send + use<>, BusError> {
+    ) -> Result<impl Future<Output = Result<Arc<Event>, BusError>> + Send + use<>, BusError> {
         let data = validate(&event)?;
         // The store fans out right after the commit, in seq order: a live subscriber
         // never sees seq N+1 before N.
@@ -147,7 +149,7 @@ impl Bus {
     }
 
     /// Live events from now on, unfiltered (for in-process observers that keep up).
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.store.committed_events()
     }
 

@@ -8,6 +8,7 @@
 //! below the cursor" is all the deduplication needed.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -22,9 +23,9 @@ pub struct Subscription {
     pattern: TopicPattern,
     /// The last seq this subscriber has been past (delivered or skipped as not matching).
     cursor: u64,
-    live: broadcast::Receiver<Event>,
+    live: broadcast::Receiver<Arc<Event>>,
     /// Replayed events not yet handed out.
-    backlog: VecDeque<Event>,
+    backlog: VecDeque<Arc<Event>>,
     catching_up: bool,
 }
 
@@ -58,7 +59,7 @@ impl Subscription {
     }
 
     /// The next matching event; waits for one.
-    pub async fn next(&mut self) -> Result<Event, StoreError> {
+    pub async fn next(&mut self) -> Result<Arc<Event>, StoreError> {
         loop {
             if let Some(e) = self.backlog.pop_front() {
                 return Ok(e);
@@ -69,7 +70,7 @@ impl Subscription {
                 for e in page {
                     self.cursor = e.seq;
                     if self.pattern.matches(&e.topic) {
-                        self.backlog.push_back(e);
+                        self.backlog.push_back(Arc::new(e));
                     }
                 }
                 continue;

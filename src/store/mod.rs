@@ -174,12 +174,12 @@ pub trait EventLog: Send + Sync {
         &self,
         event: NewEvent,
         data: String,
-    ) -> BoxFuture<'static, Result<Event, StoreError>>;
+    ) -> BoxFuture<'static, Result<Arc<Event>, StoreError>>;
     /// Append several events in one transaction: all or none, consecutive `seq`s.
     fn append_events(
         &self,
         events: Vec<(NewEvent, String)>,
-    ) -> BoxFuture<'static, Result<Vec<Event>, StoreError>>;
+    ) -> BoxFuture<'static, Result<Vec<Arc<Event>>, StoreError>>;
     /// Stored events with `seq > after`, oldest first, at most `limit`.
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
     /// The highest `seq` in the log (0 when empty).
@@ -193,7 +193,7 @@ pub trait EventLog: Send + Sync {
         batch: u64,
     ) -> Result<u64, StoreError>;
     /// Events as they are committed, in `seq` order.
-    fn committed_events(&self) -> broadcast::Receiver<Event>;
+    fn committed_events(&self) -> broadcast::Receiver<Arc<Event>>;
 }
 
 /// Sessions and their durable message queues.

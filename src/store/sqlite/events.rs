@@ -1,5 +1,7 @@
 //! The bus log (`events`): append and read back in `seq` order.
 
+use std::sync::Arc;
+
 use rusqlite::{Connection, params};
 
 use futures::future::BoxFuture;
@@ -48,10 +50,10 @@ pub(crate) fn insert_event(
 pub(crate) fn record_event(
     c: &Connection,
     event: NewEvent,
-    out: &mut Vec<Event>,
+    out: &mut Vec<Arc<Event>>,
 ) -> Result<(), StoreError> {
     let data = serde_json::to_string(&event.data).unwrap_or_else(|_| "null".into());
-    out.push(insert_event(c, event, data)?);
+    out.push(Arc::new(insert_event(c, event, data)?));
     Ok(())
 }
 
@@ -62,9 +64,9 @@ impl EventLog for SqliteStore {
         &self,
         event: NewEvent,
         data: String,
-    ) -> BoxFuture<'static, Result<Event, StoreError>> {
+    ) -> BoxFuture<'static, Result<Arc<Event>, StoreError>> {
         Box::pin(self.write_events(move |c, out| {
-            let e = insert_event(c, event, data)?;
+            let e = Arc::new(insert_event(c, event, data)?);
             out.push(e.clone());
             Ok(e)
         }))
@@ -73,11 +75,11 @@ impl EventLog for SqliteStore {
     fn append_events(
         &self,
         events: Vec<(NewEvent, String)>,
-    ) -> BoxFuture<'static, Result<Vec<Event>, StoreError>> {
+    ) -> BoxFuture<'static, Result<Vec<Arc<Event>>, StoreError>> {
         Box::pin(self.write_events(move |c, out| {
             let mut stored = Vec::with_capacity(events.len());
             for (event, data) in events {
-                let e = insert_event(c, event, data)?;
+                let e = Arc::new(insert_event(c, event, data)?);
                 out.push(e.clone());
                 stored.push(e);
             }
@@ -85,7 +87,7 @@ impl EventLog for SqliteStore {
         }))
     }
 
-    fn committed_events(&self) -> tokio::sync::broadcast::Receiver<Event> {
+    fn committed_events(&self) -> tokio::sync::broadcast::Receiver<Arc<Event>> {
         self.subscribe_committed()
     }
 

@@ -30,7 +30,7 @@ fn check_quota(
     limits: &KvLimits,
 ) -> Result<(), KvError> {
     let exists: bool = tx
-        .query_row(
+        .one(
             "SELECT 1 FROM plugin_kv WHERE plugin = ?1 AND key = ?2",
             params![plugin, key],
             |_| Ok(()),
@@ -167,7 +167,7 @@ impl KvStore for SqliteStore {
         self.write(move |tx| {
             check_quota(tx, &plugin, &key, &limits).map_err(into_store)?;
             let current: Option<Vec<u8>> = tx
-                .query_row(
+                .one(
                     "SELECT value FROM plugin_kv WHERE plugin = ?1 AND key = ?2",
                     params![plugin, key],
                     |r| r.get(0),

@@ -35,9 +35,13 @@ struct Inner {
     path: PathBuf,
     writer: writer::Writer,
     /// Every event committed to the log, in commit (= seq) order.
-    committed: tokio::sync::broadcast::Sender<crate::bus::Event>,
+    committed: tokio::sync::broadcast::Sender<Arc<crate::bus::Event>>,
     /// Idle read connections; a read takes one (or opens one) and puts it back.
     readers: Mutex<Vec<Connection>>,
+    /// One permit per read connection: at most [`READERS`] reads run at once, so every
+    /// connection opened is kept, and a burst of reads waits for one rather than
+    /// opening (and closing) more.
+    read_permits: tokio::sync::Semaphore,
 }
 
 /// How often the WAL is checkpointed when it is short.
@@ -104,8 +108,10 @@ fn spawn_checkpointer(conn: Connection, store: std::sync::Weak<Inner>) -> std::i
     Ok(())
 }
 
-/// Read connections kept open between reads.
-const IDLE_READERS: usize = 4;
+/// Read connections, opened on demand and kept. Opening one parses the schema and sets
+/// its pragmas; with fewer kept than concurrent reads (16 session turns), opening and
+/// closing them took a fifth of the server's CPU.
+const READERS: usize = 8;
 /// Prepared statements kept per connection; more than the store's distinct statements,
 /// so none is parsed twice.
 const STATEMENT_CACHE: usize = 64;
@@ -114,6 +120,8 @@ const STATEMENT_CACHE: usize = 64;
 const LIVE_EVENTS: usize = 4096;
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    static CONFIGURED: std::sync::Once = std::sync::Once::new();
+    CONFIGURED.call_once(configure_sqlite);
     let conn = Connection::open(path).map_err(|source| StoreError::Open {
         path: path.to_owned(),
         source,
@@ -130,6 +138,24 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+/// Process-wide SQLite settings, made before its first connection (afterwards SQLite
+/// refuses them, harmlessly: they only cost speed).
+///
+/// Memory statistics off: SQLite keeps them under one process-wide mutex taken on every
+/// allocation, which the writer and the readers then contend for (the writer was seen
+/// waiting on it in its savepoint journal's allocations). Switchyard never reads them.
+fn configure_sqlite() {
+    // SAFETY: sqlite3_config with SQLITE_CONFIG_MEMSTATUS takes one int; it is called
+    // once, before this process opens a connection (or it returns SQLITE_MISUSE).
+    let rc = unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0) };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        tracing::debug!(
+            rc,
+            "SQLite was already initialized; memory statistics stay on"
+        );
+    }
 }
 
 /// Statements through the connection's cache: the store runs the same few statements
@@ -194,6 +220,7 @@ impl SqliteStore {
                 writer,
                 committed: tokio::sync::broadcast::channel(LIVE_EVENTS).0,
                 readers: Mutex::new(Vec::new()),
+                read_permits: tokio::sync::Semaphore::new(READERS),
             }),
         };
         spawn_checkpointer(checkpoints, Arc::downgrade(&store.inner))
@@ -226,7 +253,7 @@ impl SqliteStore {
     ) -> impl Future<Output = Result<T, StoreError>> + Send + use<T, F>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut Vec<crate::bus::Event>) -> Result<T, StoreError>
+        F: FnOnce(&Connection, &mut Vec<Arc<crate::bus::Event>>) -> Result<T, StoreError>
             + Send
             + 'static,
     {
@@ -237,7 +264,7 @@ impl SqliteStore {
                 let value = f(c, &mut events)?;
                 Ok((value, events))
             },
-            move |(_, events): &(T, Vec<crate::bus::Event>)| {
+            move |(_, events): &(T, Vec<Arc<crate::bus::Event>>)| {
                 metrics::counter!("switchyard_bus_events_total").increment(events.len() as u64);
                 for e in events {
                     // No live subscriber is not an error: the log has it.
@@ -248,7 +275,7 @@ impl SqliteStore {
         async move { Ok(committed.await?.0) }
     }
 
-    fn subscribe_committed(&self) -> tokio::sync::broadcast::Receiver<crate::bus::Event> {
+    fn subscribe_committed(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::bus::Event>> {
         self.inner.committed.subscribe()
     }
 
@@ -258,6 +285,12 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let _permit = self
+            .inner
+            .read_permits
+            .acquire()
+            .await
+            .expect("the read semaphore is never closed");
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let idle = inner
@@ -270,8 +303,9 @@ impl SqliteStore {
                 None => open_connection(&inner.path)?,
             };
             let result = f(&conn);
+            // (More than READERS exist only if a cancelled read outlived its permit.)
             let mut idle = inner.readers.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < IDLE_READERS {
+            if idle.len() < READERS {
                 idle.push(conn);
             }
             result

@@ -123,7 +123,7 @@ fn apply(
     c: &Connection,
     items: Vec<QueueItem>,
     change: &mut ItemChange,
-    events: &mut Vec<Event>,
+    events: &mut Vec<std::sync::Arc<Event>>,
 ) -> Result<Vec<QueueItem>, StoreError> {
     let mut out = Vec::with_capacity(items.len());
     for item in items {

@@ -6,6 +6,8 @@
 //! when their turn ends. History is every `done` user message and assistant message, in
 //! order.
 
+use std::sync::LazyLock;
+
 use rusqlite::{OptionalExtension, params};
 
 use super::events::record_event;
@@ -48,6 +50,15 @@ fn message_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<MessageR
 
 const SESSION_COLUMNS: &str = "id, key, adapter, config, created_at, updated_at, system";
 const MESSAGE_COLUMNS: &str = "seq, id, role, text, status, created_at, finished_at, error";
+
+/// A session's oldest queued message (the statement text is built once: it is looked
+/// up in the statement cache for every turn).
+static NEXT_QUEUED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM session_messages
+         WHERE session_id = ?1 AND status = 'queued' ORDER BY seq LIMIT 1"
+    )
+});
 
 #[async_trait::async_trait]
 impl SessionStore for SqliteStore {
@@ -177,16 +188,7 @@ impl SessionStore for SqliteStore {
     ) -> Result<Option<MessageRecord>, StoreError> {
         let session_id = session_id.to_owned();
         self.write_events(move |c, events| {
-            let next = c
-                .query_row(
-                    &format!(
-                        "SELECT {MESSAGE_COLUMNS} FROM session_messages
-                         WHERE session_id = ?1 AND status = 'queued' ORDER BY seq LIMIT 1"
-                    ),
-                    [&session_id],
-                    message_row,
-                )
-                .optional()?;
+            let next = c.one(&NEXT_QUEUED, [&session_id], message_row).optional()?;
             let Some(mut next) = next else {
                 return Ok(None);
             };
@@ -238,7 +240,7 @@ impl SessionStore for SqliteStore {
         self.write_events(move |c, events| {
             let now = crate::time::now_rfc3339();
             let turn: Option<i64> = c
-                .query_row(
+                .one(
                     "SELECT turn FROM session_messages WHERE id = ?1",
                     [&message_id],
                     |r| r.get(0),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 
-use rusqlite::{Connection, Transaction};
+use rusqlite::Connection;
 
 use tokio::sync::oneshot;
 
@@ -27,7 +27,7 @@ const MAX_GROUP: usize = 1024;
 
 /// Runs one write inside the group's transaction (or learns why there is none) and
 /// returns how to answer its caller once the commit outcome is known.
-type Job = Box<dyn FnOnce(Result<&mut Transaction<'_>, &rusqlite::Error>) -> Reply + Send>;
+type Job = Box<dyn FnOnce(Result<&Connection, &rusqlite::Error>) -> Reply + Send>;
 type Reply = Box<dyn FnOnce(Result<(), &rusqlite::Error>) + Send>;
 
 /// A handle on the writer thread; cheap to clone.
@@ -158,7 +158,7 @@ fn in_savepoint<T>(
     }
 }
 
-fn run(mut conn: Connection, queue: mpsc::Receiver<Job>, stats: &WriterStats) {
+fn run(conn: Connection, queue: mpsc::Receiver<Job>, stats: &WriterStats) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -167,19 +167,24 @@ fn run(mut conn: Connection, queue: mpsc::Receiver<Job>, stats: &WriterStats) {
                 Err(_) => break,
             }
         }
-        let mut tx = match conn.transaction() {
-            Ok(tx) => tx,
-            Err(e) => {
-                tracing::error!(error = %e, "store: cannot begin a transaction");
-                // None of the group ran; each caller learns why.
-                for job in group {
-                    job(Err(&e))(Err(&e));
-                }
-                continue;
+        // BEGIN and COMMIT through the statement cache, like every other statement:
+        // `Connection::transaction` parses them anew for every group.
+        if let Err(e) = conn.exec("BEGIN", []) {
+            tracing::error!(error = %e, "store: cannot begin a transaction");
+            // None of the group ran; each caller learns why.
+            for job in group {
+                job(Err(&e))(Err(&e));
             }
-        };
-        let replies: Vec<Reply> = group.into_iter().map(|job| job(Ok(&mut tx))).collect();
-        let committed = tx.commit();
+            continue;
+        }
+        let replies: Vec<Reply> = group.into_iter().map(|job| job(Ok(&conn))).collect();
+        let committed = conn.exec("COMMIT", []).map(|_| ());
+        if committed.is_err()
+            && !conn.is_autocommit()
+            && let Err(e) = conn.exec("ROLLBACK", [])
+        {
+            tracing::error!(error = %e, "store: cannot roll back a failed commit");
+        }
         stats
             .writes
             .fetch_add(replies.len() as u64, Ordering::Relaxed);
