@@ -762,6 +762,59 @@ async fn a_session_streams_each_delta_as_it_arrives_and_sends_its_history() {
     );
 }
 
+/// The worker keeps the session's history between turns (it does not read it from the
+/// store for each one); a reset must still empty what the next turn is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reset_the_next_turns_send_only_what_followed_it() {
+    let fake = FakeOpenAi::start(vec![reply_of(&["A"]), reply_of(&["B"]), reply_of(&["C"])]).await;
+    let server = start(Some(KEY), true).await;
+    let config = json!({ "base_url": fake.base_url, "model": "gpt-session" });
+    let (status, body) = server
+        .post(
+            "/v1/sessions",
+            &json!({ "key": "r", "adapter": PLUGIN, "config": config }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let send = |text: &'static str| {
+        let server = &server;
+        async move {
+            let (status, body) = server
+                .post("/v1/sessions/r/messages", &json!({ "text": text }))
+                .await;
+            assert_eq!(status, 202, "{body}");
+        }
+    };
+    send("One").await;
+    wait_history(&server, "r", 2).await;
+    let (status, body) = server.post("/v1/sessions/r/reset", &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(history(&server, "r").await, []);
+
+    send("Two").await;
+    wait_history(&server, "r", 2).await;
+    send("Three").await;
+    wait_history(&server, "r", 4).await;
+
+    let sent: Vec<Value> = fake
+        .seen()
+        .iter()
+        .map(|s| s.body["messages"].clone())
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            json!([{ "role": "user", "content": "One" }]),
+            json!([{ "role": "user", "content": "Two" }]),
+            json!([
+                { "role": "user", "content": "Two" },
+                { "role": "assistant", "content": "B" },
+                { "role": "user", "content": "Three" },
+            ]),
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abort_stops_the_turn_while_the_server_is_silent() {
     // The server sends "Partial" and then nothing (the gate never opens).

@@ -14,6 +14,7 @@
 //! - One turn at a time per session; different sessions run in parallel.
 
 mod events;
+mod history;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::plugins::{PluginHost, TurnControl};
 use crate::store::{MessageRecord, SessionRecord, Store, StoreError, TurnResult};
 
 pub use events::SessionEvent;
+use history::HistoryWindow;
 
 /// Turn events in flight to the store at once, per turn.
 const STREAM_WINDOW: usize = 64;
@@ -149,6 +151,7 @@ struct Active {
     record: SessionRecord,
     wake: Notify,
     turn: std::sync::Mutex<Option<RunningTurn>>,
+    history: HistoryWindow,
 }
 
 struct RunningTurn {
@@ -439,6 +442,9 @@ impl Sessions {
         let (dropped, through) = self.inner.store.drop_queue(&record.id).await?;
         self.stop_turn(&record.id).await;
         self.inner.store.clear_history(&record.id, through).await?;
+        if let Some(active) = self.inner.active.lock().await.get(&record.id) {
+            active.history.drop_window();
+        }
         self.inner
             .publish(
                 &record.id,
@@ -547,6 +553,7 @@ impl Sessions {
             record,
             wake: Notify::new(),
             turn: std::sync::Mutex::new(None),
+            history: HistoryWindow::new(self.inner.config.history_limit),
         });
         active.insert(a.record.id.clone(), a.clone());
         let inner = self.inner.clone();
@@ -569,18 +576,10 @@ impl Inner {
                 )
             };
             match self.store.take_next_message(&id, Box::new(started)).await {
-                Ok(Some(message)) => {
-                    // Earlier turns are all finished (one at a time), so the history
-                    // before this message is settled and a reader may fetch it.
-                    match self
-                        .store
-                        .history_before(&id, message.seq, self.config.history_limit)
-                        .await
-                    {
-                        Ok(history) => self.turn(&active, message, history).await,
-                        Err(e) => self.fail_turn(&active, message, e).await,
-                    }
-                }
+                Ok(Some(message)) => match self.history(&active, &message).await {
+                    Ok(history) => self.turn(&active, message, history).await,
+                    Err(e) => self.fail_turn(&active, message, e).await,
+                },
                 Ok(None) => {
                     let woken =
                         tokio::time::timeout(self.config.idle_timeout, active.wake.notified())
@@ -611,8 +610,39 @@ impl Inner {
         }
     }
 
+    /// The history before `message`: the worker's window, or the store's (then kept).
+    async fn history(
+        &self,
+        active: &Active,
+        message: &MessageRecord,
+    ) -> Result<Vec<Message>, StoreError> {
+        let epoch = match active.history.get() {
+            Ok(window) => return Ok(window),
+            Err(epoch) => epoch,
+        };
+        // Earlier turns are all finished (one at a time), so the history before this
+        // message is settled and a reader may fetch it.
+        let stored = self
+            .store
+            .history_before(&active.record.id, message.seq, self.config.history_limit)
+            .await?;
+        let history: Vec<Message> = stored
+            .into_iter()
+            .map(|m| Message {
+                role: if m.role == "assistant" {
+                    Role::Assistant
+                } else {
+                    Role::User
+                },
+                content: m.text,
+            })
+            .collect();
+        active.history.fill(epoch, &history);
+        Ok(history)
+    }
+
     /// Run one turn for `message`.
-    async fn turn(&self, active: &Active, message: MessageRecord, history: Vec<MessageRecord>) {
+    async fn turn(&self, active: &Active, message: MessageRecord, history: Vec<Message>) {
         let record = &active.record;
         let control = TurnControl::default();
         let hard_abort = Arc::new(Notify::new());
@@ -628,16 +658,7 @@ impl Inner {
         });
         let request = TurnRequest {
             session: record.key.clone(),
-            history: system
-                .chain(history.into_iter().map(|m| Message {
-                    role: if m.role == "assistant" {
-                        Role::Assistant
-                    } else {
-                        Role::User
-                    },
-                    content: m.text,
-                }))
-                .collect(),
+            history: system.chain(history).collect(),
             input: message.text.clone(),
             config: record.config.clone(),
         };
@@ -706,8 +727,27 @@ impl Inner {
                 Some(StopReason::Aborted),
             ),
         };
-        self.record_end(record, &message.id, status, reply, error, stop_reason)
+        // What the stored history gains (see `history_before`): a done user message,
+        // and any reply.
+        let gained: Vec<Message> = (status == "done")
+            .then(|| Message {
+                role: Role::User,
+                content: message.text.clone(),
+            })
+            .into_iter()
+            .chain(reply.iter().map(|text| Message {
+                role: Role::Assistant,
+                content: text.clone(),
+            }))
+            .collect();
+        let recorded = self
+            .record_end(record, &message.id, status, reply, error, stop_reason)
             .await;
+        if recorded {
+            active.history.push(gained);
+        } else {
+            active.history.drop_window();
+        }
         *active.turn.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
@@ -726,7 +766,8 @@ impl Inner {
         .await;
     }
 
-    /// Store how a turn ended (and its reply) and announce it.
+    /// Store how a turn ended (and its reply) and announce it; false if the store
+    /// failed.
     async fn record_end(
         &self,
         record: &SessionRecord,
@@ -735,7 +776,7 @@ impl Inner {
         reply: Option<String>,
         error: Option<String>,
         stop_reason: Option<StopReason>,
-    ) {
+    ) -> bool {
         let (id, key, announced_id) =
             (record.id.clone(), record.key.clone(), message_id.to_owned());
         let ended_error = error.clone();
@@ -773,9 +814,11 @@ impl Inner {
                         reply: reply.map(|r| r.text),
                     },
                 }));
+                true
             }
             Err(e) => {
-                tracing::error!(session = %record.key, error = %e, "cannot record the end of a turn")
+                tracing::error!(session = %record.key, error = %e, "cannot record the end of a turn");
+                false
             }
         }
     }
