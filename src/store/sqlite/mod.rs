@@ -324,6 +324,15 @@ impl StoreBackend for SqliteStore {
     }
 }
 
+/// `EXPLAIN QUERY PLAN` of `sql`, its details joined by `; ` (for tests that pin which
+/// index a statement reads).
+#[cfg(test)]
+pub(crate) fn query_plan(c: &Connection, sql: &str, p: impl rusqlite::Params) -> String {
+    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let rows = stmt.query_map(p, |r| r.get::<_, String>(3)).unwrap();
+    rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

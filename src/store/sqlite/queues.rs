@@ -314,14 +314,9 @@ impl QueueStore for SqliteStore {
 mod tests {
     use rusqlite::{Connection, StatementStatus, params};
 
+    use super::super::query_plan as plan;
     use super::{CLAIMABLE, DUE};
     use crate::store::Store;
-
-    fn plan(c: &Connection, sql: &str, p: impl rusqlite::Params) -> String {
-        let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let rows = stmt.query_map(p, |r| r.get::<_, String>(3)).unwrap();
-        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
-    }
 
     /// A claim reads the ready index in claim order (no sort, no scan), the reaper
     /// reads the lease and TTL indexes, and the claim statement stays prepared when

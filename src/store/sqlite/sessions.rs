@@ -51,6 +51,23 @@ fn message_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<MessageR
 const SESSION_COLUMNS: &str = "id, key, adapter, config, created_at, updated_at, system";
 const MESSAGE_COLUMNS: &str = "seq, id, role, text, status, created_at, finished_at, error";
 
+// The statements that look messages up by status read the partial indexes of queued
+// and processing messages (migration 7), never the history; `reads_by_status_use_*`
+// checks their plans.
+
+/// A session's queued messages.
+const QUEUED: &str =
+    "SELECT COUNT(*) FROM session_messages WHERE session_id = ?1 AND status = 'queued'";
+
+/// A session's queued and processing messages.
+const SESSION_COUNTS: &str =
+    "SELECT (SELECT COUNT(*) FROM session_messages WHERE session_id = ?1 AND status = 'queued'),
+            (SELECT COUNT(*) FROM session_messages WHERE session_id = ?1 AND status = 'processing')";
+
+/// Every session's queued and processing messages.
+const ALL_COUNTS: &str = "SELECT (SELECT COUNT(*) FROM session_messages WHERE status = 'queued'),
+        (SELECT COUNT(*) FROM session_messages WHERE status = 'processing')";
+
 /// A session's oldest queued message (the statement text is built once: it is looked
 /// up in the statement cache for every turn).
 static NEXT_QUEUED: LazyLock<String> = LazyLock::new(|| {
@@ -142,11 +159,7 @@ impl SessionStore for SqliteStore {
     ) -> Result<Option<(MessageRecord, u64)>, StoreError> {
         let session_id = session_id.to_owned();
         self.write_events(move |c, events| {
-            let queued: i64 = c.one(
-                "SELECT COUNT(*) FROM session_messages WHERE session_id = ?1 AND status = 'queued'",
-                [&session_id],
-                |r| r.get(0),
-            )?;
+            let queued: i64 = c.one(QUEUED, [&session_id], |r| r.get(0))?;
             if queued as usize >= max_queued {
                 return Ok(None);
             }
@@ -398,28 +411,12 @@ impl SessionStore for SqliteStore {
 
     async fn queue_counts(&self, session_id: &str) -> Result<QueueCounts, StoreError> {
         let session_id = session_id.to_owned();
-        self.read(move |c| {
-            Ok(c.one(
-                "SELECT COALESCE(SUM(status = 'queued'), 0), COALESCE(SUM(status = 'processing'), 0)
-                 FROM session_messages WHERE session_id = ?1",
-                [session_id],
-                counts_row,
-            )?)
-        })
-        .await
+        self.read(move |c| Ok(c.one(SESSION_COUNTS, [session_id], counts_row)?))
+            .await
     }
 
     async fn message_counts(&self) -> Result<QueueCounts, StoreError> {
-        self.read(|c| {
-            // Two index ranges (`session_messages_by_status`), not a scan of history.
-            Ok(c.one(
-                "SELECT (SELECT COUNT(*) FROM session_messages WHERE status = 'queued'),
-                        (SELECT COUNT(*) FROM session_messages WHERE status = 'processing')",
-                [],
-                counts_row,
-            )?)
-        })
-        .await
+        self.read(|c| Ok(c.one(ALL_COUNTS, [], counts_row)?)).await
     }
 }
 
@@ -429,4 +426,43 @@ fn counts_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueCounts> {
         queued: r.get::<_, i64>(0)? as u64,
         processing: r.get::<_, i64>(1)? as u64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::super::query_plan;
+    use super::{ALL_COUNTS, NEXT_QUEUED, QUEUED, SESSION_COUNTS};
+    use crate::store::Store;
+
+    /// Every lookup by status reads a partial index of the few queued or processing
+    /// messages, never the whole history (nor sorts it).
+    #[test]
+    fn reads_by_status_use_the_partial_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let c = Connection::open(dir.path().join("switchyard.db")).unwrap();
+        for (sql, index) in [
+            (NEXT_QUEUED.as_str(), "session_messages_queued"),
+            (QUEUED, "session_messages_queued"),
+        ] {
+            let plan = query_plan(&c, sql, ["s"]);
+            assert!(plan.contains(index), "{sql}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+        }
+        for plan in [
+            query_plan(&c, SESSION_COUNTS, ["s"]),
+            query_plan(&c, ALL_COUNTS, []),
+        ] {
+            assert!(plan.contains("session_messages_queued"), "{plan}");
+            assert!(plan.contains("session_messages_processing"), "{plan}");
+        }
+        let recover = query_plan(
+            &c,
+            "SELECT seq FROM session_messages WHERE status = 'processing'",
+            [],
+        );
+        assert!(recover.contains("session_messages_processing"), "{recover}");
+    }
 }
