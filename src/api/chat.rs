@@ -77,7 +77,7 @@ pub async fn chat(
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     // Subscribe before queueing, so the turn's first event cannot be missed.
     let subscription = super::subscribe(&state, pattern, None).await?;
-    let (message, _) = state.sessions.enqueue(&key, text).await?;
+    let (message, _) = state.sessions.enqueue_on(session, text).await?;
 
     let stream = chunks(subscription, message.id);
     let mut response = super::sse(&state, stream).into_response();

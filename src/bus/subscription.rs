@@ -36,12 +36,11 @@ impl Subscription {
         pattern: TopicPattern,
         cursor: Option<u64>,
     ) -> Result<Self, StoreError> {
-        // Join live before reading where the log ends, so nothing falls in between.
+        // Join live before reading where it is, so nothing falls in between. From now
+        // on (no cursor), live has everything: no read of the log.
         let live = bus.store.committed_events();
-        let cursor = match cursor {
-            Some(c) => c,
-            None => bus.store.last_event_seq().await?,
-        };
+        let catching_up = cursor.is_some();
+        let cursor = cursor.unwrap_or_else(|| bus.store.live_seq());
         metrics::gauge!("switchyard_bus_subscribers").increment(1);
         Ok(Self {
             bus,
@@ -49,7 +48,7 @@ impl Subscription {
             cursor,
             live,
             backlog: VecDeque::new(),
-            catching_up: true,
+            catching_up,
         })
     }
 
@@ -109,5 +108,74 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         metrics::gauge!("switchyard_bus_subscribers").decrement(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::bus::{Bus, NewEvent, TopicPattern};
+    use crate::store::Store;
+
+    fn event(i: u64) -> NewEvent {
+        NewEvent::runtime("t.x", "test", json!({ "i": i }))
+    }
+
+    /// A subscriber from now on (no cursor) starts where the live channel is, without
+    /// reading the log: every event committed after it subscribed arrives, in order,
+    /// once, while publishers run beside it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn from_now_on_misses_and_repeats_nothing_under_concurrent_publishers() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Bus::new(Store::open(dir.path()).unwrap());
+        let publishers: Vec<_> = (0..4)
+            .map(|p| {
+                let bus = bus.clone();
+                tokio::spawn(async move {
+                    for i in 0..300 {
+                        bus.publish(event(p * 1000 + i)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let mut sub = bus
+            .subscribe_from(TopicPattern::parse(">").unwrap(), None)
+            .await
+            .unwrap();
+        let marker = bus.publish(event(u64::MAX)).await.unwrap();
+        let mut last = sub.cursor();
+        loop {
+            let e = sub.next().await.unwrap();
+            assert_eq!(e.seq, last + 1, "a gap or a repeat after {last}");
+            last = e.seq;
+            if e.seq == marker.seq {
+                break;
+            }
+        }
+        for p in publishers {
+            p.await.unwrap();
+        }
+    }
+
+    /// After a restart the live position is the log's last event, so "from now on"
+    /// does not replay the log.
+    #[tokio::test]
+    async fn from_now_on_after_a_restart_starts_after_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Bus::new(Store::open(dir.path()).unwrap());
+        for i in 0..3 {
+            bus.publish(event(i)).await.unwrap();
+        }
+        drop(bus);
+        let bus = Bus::new(Store::open(dir.path()).unwrap());
+        let mut sub = bus
+            .subscribe_from(TopicPattern::parse(">").unwrap(), None)
+            .await
+            .unwrap();
+        assert_eq!(sub.cursor(), 3);
+        bus.publish(event(3)).await.unwrap();
+        assert_eq!(sub.next().await.unwrap().seq, 4);
     }
 }

@@ -343,7 +343,8 @@ impl Sessions {
         self.enqueue_on(record, text).await
     }
 
-    async fn enqueue_on(
+    /// [`Sessions::enqueue`] on a session the caller has just looked up.
+    pub async fn enqueue_on(
         &self,
         record: SessionRecord,
         text: String,

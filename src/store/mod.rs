@@ -182,8 +182,9 @@ pub trait EventLog: Send + Sync {
     ) -> BoxFuture<'static, Result<Vec<Arc<Event>>, StoreError>>;
     /// Stored events with `seq > after`, oldest first, at most `limit`.
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
-    /// The highest `seq` in the log (0 when empty).
-    async fn last_event_seq(&self) -> Result<u64, StoreError>;
+    /// The `seq` of the last event handed to [`EventLog::committed_events`] (at start,
+    /// the log's last): a receiver that joined before asking gets every later one.
+    fn live_seq(&self) -> u64;
     /// Delete up to `batch` of the oldest events beyond the newest `keep` or older than
     /// `before` (RFC 3339); returns how many.
     async fn trim_events(

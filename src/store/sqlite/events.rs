@@ -116,14 +116,10 @@ impl EventLog for SqliteStore {
         .await
     }
 
-    /// The highest `seq` in the log (0 when empty).
-    async fn last_event_seq(&self) -> Result<u64, StoreError> {
-        self.read(|c| {
-            Ok(c.one("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| {
-                r.get::<_, i64>(0)
-            })? as u64)
-        })
-        .await
+    fn live_seq(&self) -> u64 {
+        self.inner
+            .live_seq
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Delete up to `batch` of the oldest events that are beyond the newest `keep` or

@@ -36,6 +36,8 @@ struct Inner {
     writer: writer::Writer,
     /// Every event committed to the log, in commit (= seq) order.
     committed: tokio::sync::broadcast::Sender<Arc<crate::bus::Event>>,
+    /// The seq of the last event sent on `committed` (see `EventLog::live_seq`).
+    live_seq: std::sync::atomic::AtomicU64,
     /// Idle read connections; a read takes one (or opens one) and puts it back.
     readers: Mutex<Vec<Connection>>,
     /// One permit per read connection: at most [`READERS`] reads run at once, so every
@@ -209,6 +211,8 @@ impl SqliteStore {
             conn.pragma_update(None, "synchronous", "FULL")?;
         }
         migrations::apply(&mut conn, &path)?;
+        let last_seq: i64 =
+            conn.one("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
         // Checkpoints run on their own thread (below), never inside a commit.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let checkpoints = open_connection(&path)?;
@@ -219,6 +223,7 @@ impl SqliteStore {
                 path,
                 writer,
                 committed: tokio::sync::broadcast::channel(LIVE_EVENTS).0,
+                live_seq: std::sync::atomic::AtomicU64::new(last_seq as u64),
                 readers: Mutex::new(Vec::new()),
                 read_permits: tokio::sync::Semaphore::new(READERS),
             }),
@@ -257,7 +262,7 @@ impl SqliteStore {
             + Send
             + 'static,
     {
-        let live = self.inner.committed.clone();
+        let inner = self.inner.clone();
         let committed = self.inner.writer.submit(
             move |c| {
                 let mut events = Vec::new();
@@ -267,8 +272,13 @@ impl SqliteStore {
             move |(_, events): &(T, Vec<Arc<crate::bus::Event>>)| {
                 metrics::counter!("switchyard_bus_events_total").increment(events.len() as u64);
                 for e in events {
+                    // Before the send: a subscriber that joins between the two skips
+                    // the event as already past, and receives it.
+                    inner
+                        .live_seq
+                        .store(e.seq, std::sync::atomic::Ordering::Release);
                     // No live subscriber is not an error: the log has it.
-                    let _ = live.send(e.clone());
+                    let _ = inner.committed.send(e.clone());
                 }
             },
         );
