@@ -536,13 +536,17 @@ async fn idle_session_memory() {
     println!("### Memory of an idle session ({N} sessions, one turn each, live heap bytes)\n");
     println!("| state | bytes per session |");
     println!("|---|---|");
+    // Per resident worker: what leaving memory freed, over the workers that left, plus
+    // what every session keeps. (Dividing by N undercounted whenever some workers had
+    // already left: the faster the turns, the more were still resident.)
+    let kept = evicted.saturating_sub(before) / N;
     println!(
         "| idle, worker still in memory ({resident} resident) | {} |",
-        with_workers.saturating_sub(before) / N
+        with_workers.saturating_sub(evicted) / resident.max(1) + kept
     );
     println!(
         "| **idle, left memory** ({} resident) | {} |",
         sessions.in_memory().await,
-        evicted.saturating_sub(before) / N
+        kept
     );
 }
