@@ -57,16 +57,18 @@ pub fn build(options: EngineOptions) -> wasmtime::Result<Engine> {
         .max_component_instance_size(16 << 20)
         .table_elements(100_000)
         // Keep a few slots warm so a plugin's next call reuses its pages.
-        .max_unused_warm_slots(slots.min(32))
-        // Reset a finished instance's memory and tables in place rather than with
-        // `madvise`: every call ends an instance, and each `madvise` flushed the TLB
-        // of both cores (an interrupt to the other) and made the next call fault its
-        // pages back in, a sixth of a runtime worker's time in short session turns.
-        // With PAGEMAP_SCAN (Linux 6.7+) only the pages the call dirtied are reset;
-        // without it, the first bytes are, and the rest is `madvise`d as before.
-        .pagemap_scan(wasmtime::Enabled::Auto)
-        .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
-        .table_keep_resident(KEEP_RESIDENT_TABLE);
+        .max_unused_warm_slots(slots.min(32));
+    // Reset a finished instance's memory and tables in place rather than with
+    // `madvise`: every call ends an instance, and each `madvise` flushed the TLB of both
+    // cores (an interrupt to the other) and made the next call fault its pages back in,
+    // a sixth of a runtime worker's time in short session turns. Only with PAGEMAP_SCAN
+    // (Linux 6.7+), which resets just the pages the call dirtied: without it, keeping
+    // memory resident means a memset of its first bytes after every call.
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pool.pagemap_scan(wasmtime::Enabled::Yes)
+            .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+            .table_keep_resident(KEEP_RESIDENT_TABLE);
+    }
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
 
     let engine = Engine::new(&config)?;
