@@ -76,7 +76,7 @@ pub async fn chat(
     let pattern = TopicPattern::parse(&format!("session.{}.>", session.id))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     // Subscribe before queueing, so the turn's first event cannot be missed.
-    let subscription = super::subscribe(&state, pattern, None).await?;
+    let subscription = state.bus.subscribe_from(pattern, None);
     let (message, _) = state.sessions.enqueue_on(session, text).await?;
 
     let stream = chunks(subscription, message.id);

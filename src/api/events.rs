@@ -184,7 +184,7 @@ async fn follow(
     let pattern = TopicPattern::parse(q.topic.as_deref().unwrap_or(">"))
         .map_err(|e| ApiError::bad_request(e.to_string()).with_field("topic"))?;
     let cursor = super::resume_cursor(&headers, q.after)?;
-    let subscription = super::subscribe(&state, pattern, cursor).await?;
+    let subscription = state.bus.subscribe_from(pattern, cursor);
     let stream = super::events_stream(subscription, false);
     Ok(super::sse(&state, stream))
 }

@@ -209,31 +209,12 @@ pub async fn snapshot_then_events(
     let cursor = resume_cursor(headers, None)?;
     let pattern = crate::bus::TopicPattern::parse(pattern)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let subscription = subscribe(state, pattern, cursor).await?;
+    let subscription = state.bus.subscribe_from(pattern, cursor);
     let first = axum::response::sse::Event::default()
         .event("snapshot")
         .data(serde_json::to_string(&snapshot.await?).unwrap_or_default());
     let head = futures::stream::once(async move { Ok(first) });
     Ok(sse(state, head.chain(events_stream(subscription, true))))
-}
-
-/// Subscribe to `pattern` after `cursor`, mapping a store failure to 503.
-pub async fn subscribe(
-    state: &AppState,
-    pattern: crate::bus::TopicPattern,
-    cursor: Option<u64>,
-) -> Result<crate::bus::Subscription, ApiError> {
-    state
-        .bus
-        .subscribe_from(pattern, cursor)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "store",
-                e.to_string(),
-            )
-        })
 }
 
 /// A subscription as SSE messages: `id:` the seq, `data:` the event as JSON, and

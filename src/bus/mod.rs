@@ -155,12 +155,8 @@ impl Bus {
 
     /// Events on topics matching `pattern` after `cursor` (`None`: from now on),
     /// replayed from the log and then live, without gap or duplicate.
-    pub async fn subscribe_from(
-        &self,
-        pattern: TopicPattern,
-        cursor: Option<u64>,
-    ) -> Result<Subscription, StoreError> {
-        Subscription::start(self.clone(), pattern, cursor).await
+    pub fn subscribe_from(&self, pattern: TopicPattern, cursor: Option<u64>) -> Subscription {
+        Subscription::start(self.clone(), pattern, cursor)
     }
 
     /// Stored events with `seq > after`, oldest first, at most `limit`.

@@ -31,25 +31,21 @@ pub struct Subscription {
 
 impl Subscription {
     /// Subscribe to `pattern` after `cursor` (`None`: from now on).
-    pub(super) async fn start(
-        bus: Bus,
-        pattern: TopicPattern,
-        cursor: Option<u64>,
-    ) -> Result<Self, StoreError> {
+    pub(super) fn start(bus: Bus, pattern: TopicPattern, cursor: Option<u64>) -> Self {
         // Join live before reading where it is, so nothing falls in between. From now
         // on (no cursor), live has everything: no read of the log.
         let live = bus.store.committed_events();
         let catching_up = cursor.is_some();
         let cursor = cursor.unwrap_or_else(|| bus.store.live_seq());
         metrics::gauge!("switchyard_bus_subscribers").increment(1);
-        Ok(Self {
+        Self {
             bus,
             pattern,
             cursor,
             live,
             backlog: VecDeque::new(),
             catching_up,
-        })
+        }
     }
 
     /// The last seq this subscription has passed.
@@ -140,10 +136,7 @@ mod tests {
             })
             .collect();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        let mut sub = bus
-            .subscribe_from(TopicPattern::parse(">").unwrap(), None)
-            .await
-            .unwrap();
+        let mut sub = bus.subscribe_from(TopicPattern::parse(">").unwrap(), None);
         let marker = bus.publish(event(u64::MAX)).await.unwrap();
         let mut last = sub.cursor();
         loop {
@@ -170,10 +163,7 @@ mod tests {
         }
         drop(bus);
         let bus = Bus::new(Store::open(dir.path()).unwrap());
-        let mut sub = bus
-            .subscribe_from(TopicPattern::parse(">").unwrap(), None)
-            .await
-            .unwrap();
+        let mut sub = bus.subscribe_from(TopicPattern::parse(">").unwrap(), None);
         assert_eq!(sub.cursor(), 3);
         bus.publish(event(3)).await.unwrap();
         assert_eq!(sub.next().await.unwrap().seq, 4);
