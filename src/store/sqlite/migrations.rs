@@ -218,6 +218,32 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX session_messages_processing ON session_messages (session_id)
         WHERE status = 'processing';
     "#,
+    // 8: the log without the unique index on `id`. No query looks an event up by id
+    // (ids are ULIDs the runtime makes, unique by construction), yet every
+    // event-writing transaction wrote one or two pages of that index. A column
+    // constraint's index cannot be dropped, so the table is rebuilt. Its AUTOINCREMENT
+    // counter moves over as it was: seqs never go back, even when retention deleted
+    // the newest events.
+    r#"
+    CREATE TABLE events_rebuilt (
+        seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+        id             TEXT NOT NULL,
+        topic          TEXT NOT NULL,
+        type           TEXT NOT NULL,
+        source         TEXT NOT NULL,
+        subject        TEXT,
+        time           TEXT NOT NULL,
+        correlation_id TEXT,
+        data           TEXT NOT NULL
+    );
+    INSERT INTO events_rebuilt
+        SELECT seq, id, topic, type, source, subject, time, correlation_id, data
+        FROM events ORDER BY seq;
+    DELETE FROM sqlite_sequence WHERE name = 'events_rebuilt';
+    UPDATE sqlite_sequence SET name = 'events_rebuilt' WHERE name = 'events';
+    DROP TABLE events;
+    ALTER TABLE events_rebuilt RENAME TO events;
+    "#,
 ];
 
 /// The schema version after every migration ran.
@@ -241,4 +267,65 @@ pub fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         tracing::info!(version = index + 1, "applied database migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database at `version`, as an older Switchyard left it.
+    fn at_version(version: usize) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        conn
+    }
+
+    #[test]
+    fn the_rebuilt_log_keeps_its_events_and_its_seq_counter() {
+        let mut conn = at_version(7);
+        for n in 1..=5 {
+            conn.execute(
+                "INSERT INTO events (id, topic, type, source, time, data)
+                 VALUES (?1, 't', 'x', 's', '2026-01-01T00:00:00Z', '{}')",
+                [format!("id{n}")],
+            )
+            .unwrap();
+        }
+        // Retention deleted the newest: the counter (5) is past the largest seq (3).
+        conn.execute("DELETE FROM events WHERE seq > 3", [])
+            .unwrap();
+
+        apply(&mut conn, Path::new("test.db")).unwrap();
+
+        let ids: Vec<(i64, String)> = conn
+            .prepare("SELECT seq, id FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            ids,
+            [(1, "id1".into()), (2, "id2".into()), (3, "id3".into())]
+        );
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'events'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 0, "the log has no index beside its seq");
+        conn.execute(
+            "INSERT INTO events (id, topic, type, source, time, data)
+             VALUES ('next', 't', 'x', 's', '2026-01-01T00:00:00Z', '{}')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(conn.last_insert_rowid(), 6, "seqs never go back");
+    }
 }
