@@ -1,9 +1,10 @@
 //! Bus and sessions benchmark (a bench binary: `cargo bench --bench bus_sessions`).
 //!
 //! Each figure is measured next to its baseline in the same run, on the same machine:
-//! - durable publish throughput: Switchyard `POST /v1/events` (acknowledged after the
-//!   group commit) vs NATS JetStream (file storage, publish acknowledged by the server),
-//!   same payload, same number of concurrent publishers;
+//! - durable publish throughput: Switchyard `POST /v1/events` and its publishing
+//!   WebSocket (each event acknowledged after its group commit) vs NATS JetStream (file
+//!   storage, publish acknowledged by the server), same payload, same number of
+//!   concurrent publishers;
 //! - publish → subscriber latency at a paced 10,000 events/s: Switchyard SSE vs a
 //!   JetStream push consumer;
 //! - session turns per second over HTTP (`POST /v1/sessions/{key}/chat` through the
@@ -215,9 +216,26 @@ async fn publish(js: &async_nats::jetstream::Context, http: &reqwest::Client, sy
     println!(
         "| **Switchyard** `POST /v1/events` (HTTP/1.1, SQLite WAL, group commit) | {sy_rate:.0} |"
     );
+    let socket_rate = {
+        let socket = SocketPublisher::connect(sy_url).await;
+        throughput(PUBLISHERS, PUBLISH_TOTAL, move |i| {
+            let socket = socket.clone();
+            async move {
+                let event =
+                    json!({ "topic": "bench.publish", "type": "bench", "data": payload(i) });
+                let receipt = socket.publish(event.to_string()).await;
+                assert!(receipt["seq"].is_u64(), "{receipt}");
+            }
+        })
+        .await
+    };
     println!(
-        "\nratio Switchyard / JetStream: **{:.2}**\n",
-        sy_rate / nats_rate
+        "| **Switchyard** WebSocket `/v1/events/publish`, one connection shared (like the NATS client's) | {socket_rate:.0} |"
+    );
+    println!(
+        "\nratio Switchyard / JetStream: **{:.2}** (a request per event), **{:.2}** (the socket)\n",
+        sy_rate / nats_rate,
+        socket_rate / nats_rate
     );
 
     println!(
@@ -268,6 +286,68 @@ async fn publish(js: &async_nats::jetstream::Context, http: &reqwest::Client, sy
         "\nratio Switchyard / JetStream: **{:.2}**\n",
         sy_batched / nats_pipelined
     );
+}
+
+/// One WebSocket on `/v1/events/publish` shared by every publisher, as the NATS
+/// client shares its connection: each publisher sends its event and awaits its
+/// receipt. Receipts come in the order events were sent; one task writes (a flush per
+/// burst) and one reads.
+struct SocketPublisher {
+    /// Messages to send, and the receipts' waiters in the same order.
+    send: std::sync::Mutex<(
+        tokio::sync::mpsc::UnboundedSender<String>,
+        std::collections::VecDeque<tokio::sync::oneshot::Sender<serde_json::Value>>,
+    )>,
+}
+
+impl SocketPublisher {
+    async fn connect(sy_url: &str) -> Arc<Self> {
+        use futures::SinkExt;
+        use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+        let mut req = format!("{}/v1/events/publish", sy_url.replacen("http", "ws", 1))
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", common::TOKEN).parse().unwrap(),
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let (mut sink, mut stream) = ws.split();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                sink.feed(Message::text(first)).await.unwrap();
+                while let Ok(next) = rx.try_recv() {
+                    sink.feed(Message::text(next)).await.unwrap();
+                }
+                sink.flush().await.unwrap();
+            }
+        });
+        let publisher = Arc::new(Self {
+            send: std::sync::Mutex::new((tx, Default::default())),
+        });
+        let weak = Arc::downgrade(&publisher);
+        tokio::spawn(async move {
+            while let Some(Ok(Message::Text(reply))) = stream.next().await {
+                let Some(publisher) = weak.upgrade() else {
+                    return;
+                };
+                let waiter = publisher.send.lock().unwrap().1.pop_front().unwrap();
+                let _ = waiter.send(serde_json::from_str(&reply).unwrap());
+            }
+        });
+        publisher
+    }
+
+    async fn publish(&self, event: String) -> serde_json::Value {
+        let (done, receipt) = tokio::sync::oneshot::channel();
+        {
+            let mut send = self.send.lock().unwrap();
+            send.1.push_back(done);
+            send.0.send(event).unwrap();
+        }
+        receipt.await.unwrap()
+    }
 }
 
 async fn latency(

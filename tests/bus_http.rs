@@ -228,3 +228,100 @@ async fn batch_publish_is_atomic_with_consecutive_seqs() {
     }
     assert_eq!(got, [1, 2, 3]);
 }
+
+/// The publishing socket: events in flight without waiting, one reply each in the
+/// order sent (a receipt, or an error naming the field that leaves the socket open),
+/// stored in that order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_publishes_many_in_flight_with_a_reply_each_in_order() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = Server::start(&[]).await;
+    let mut ws = util::websocket(&server, "/v1/events/publish", util::ADMIN_TOKEN)
+        .await
+        .unwrap();
+    const N: u64 = 2000;
+    for n in 0..N {
+        let message = match n {
+            700 => json!({ "topic": "w.*", "type": "t" }).to_string(),
+            701 => json!({ "topic": "w.x", "type": "t", "colour": 1 }).to_string(),
+            702 => "not json".to_owned(),
+            703 => json!([{ "topic": "w.x", "type": "t" }]).to_string(),
+            _ => json!({ "topic": "w.x", "type": "t", "data": { "n": n } }).to_string(),
+        };
+        ws.feed(Message::text(message)).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+
+    let mut last_seq = 0;
+    for n in 0..N {
+        let reply = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a reply")
+            .unwrap()
+            .unwrap();
+        let reply: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+        let error = &reply["error"];
+        match n {
+            700 => assert_eq!(error["field"], "topic", "{reply}"),
+            701 => assert!(
+                error["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("unknown field `colour`"),
+                "{reply}"
+            ),
+            702 => assert!(
+                error["message"].as_str().unwrap().contains("not JSON"),
+                "{reply}"
+            ),
+            703 => assert!(
+                error["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("one event per message"),
+                "{reply}"
+            ),
+            _ => {
+                let seq = reply["seq"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{n}: {reply}"));
+                assert!(seq > last_seq, "receipts come in the order sent");
+                last_seq = seq;
+            }
+        }
+    }
+    ws.close(None).await.unwrap();
+
+    let mut sse =
+        SseStream::connect(&format!("{}/v1/events?topic=w.>&after=0", server.url), None).await;
+    let mut got = Vec::new();
+    while let Some(msg) = sse.next(Duration::from_millis(500)).await {
+        got.push(parse(&msg)["data"]["n"].as_u64().unwrap());
+    }
+    let sent: Vec<u64> = (0..N).filter(|n| !(700..=703).contains(n)).collect();
+    assert_eq!(got, sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publishing_socket_needs_bus_write_and_a_websocket() {
+    let server = Server::start(&[]).await;
+    let (status, body) = server
+        .post(
+            "/v1/tokens",
+            &json!({ "name": "reader", "scopes": ["bus:read"] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let reader = body["token"].as_str().unwrap();
+    let (status, body) = util::websocket(&server, "/v1/events/publish", reader)
+        .await
+        .expect_err("refused");
+    assert_eq!((status, &body["error"]["code"]), (403, &json!("forbidden")));
+
+    // A plain request gets the API's error shape, not axum's plain text.
+    let (status, body) = server.get("/v1/events/publish").await;
+    assert!(status == 400 || status == 426, "{status} {body}");
+    assert_eq!(body["error"]["code"], "websocket_required", "{body}");
+}

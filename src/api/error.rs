@@ -57,16 +57,22 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
+impl ApiError {
+    /// The error as the API answers it (an HTTP response's body, a socket's reply).
+    pub fn into_body(self) -> ErrorBody {
+        ErrorBody {
             error: ErrorDetail {
                 code: self.code,
                 message: self.message,
                 field: self.field,
             },
-        };
-        (self.status, Json(body)).into_response()
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.into_body())).into_response()
     }
 }
 

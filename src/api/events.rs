@@ -24,13 +24,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(publish, follow))
+    OpenApiRouter::new()
+        .routes(routes!(publish, follow))
+        .routes(routes!(super::publish_socket::publish_socket))
 }
 
 /// `POST /v1/events` body.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PublishRequest {
+pub(super) struct PublishRequest {
     topic: String,
     #[serde(rename = "type")]
     event_type: String,
@@ -106,14 +108,14 @@ async fn publish(
 
 /// Where a published event was stored.
 #[derive(Serialize, utoipa::ToSchema)]
-struct Receipt {
+pub(super) struct Receipt {
     seq: u64,
     id: String,
     time: String,
 }
 
 impl Receipt {
-    fn of(e: &crate::bus::Event) -> Self {
+    pub(super) fn of(e: &crate::bus::Event) -> Self {
         Self {
             seq: e.seq,
             id: e.id.clone(),
@@ -131,7 +133,7 @@ enum Published {
 }
 
 impl PublishRequest {
-    fn into_event(self) -> NewEvent {
+    pub(super) fn into_event(self) -> NewEvent {
         NewEvent {
             topic: self.topic,
             event_type: self.event_type,
@@ -144,7 +146,7 @@ impl PublishRequest {
 }
 
 /// Why the bus refused an event, naming the field (and its place in a batch).
-fn refused(e: BusError, index: Option<usize>) -> ApiError {
+pub(super) fn refused(e: BusError, index: Option<usize>) -> ApiError {
     let at = |field: &str| match index {
         Some(i) => format!("[{i}].{field}"),
         None => field.to_owned(),

@@ -63,6 +63,24 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     }
 }
 
+/// A WebSocket handshake.
+pub struct Upgrade(pub axum::extract::ws::WebSocketUpgrade);
+
+impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, state).await {
+            Ok(upgrade) => Ok(Upgrade(upgrade)),
+            Err(e) => Err(ApiError::new(
+                e.status(),
+                "websocket_required",
+                format!("this route is a WebSocket: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
 fn rejected(part: &'static str, status: axum::http::StatusCode, text: String) -> ApiError {
     let code = if status == axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE {
         "unsupported_media_type"

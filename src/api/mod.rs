@@ -10,6 +10,7 @@ mod extract;
 mod health;
 pub mod openapi;
 mod plugins;
+mod publish_socket;
 mod queues;
 mod recipes;
 mod runs;

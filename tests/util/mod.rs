@@ -413,3 +413,31 @@ impl SseStream {
         }
     }
 }
+
+pub type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Open a WebSocket on `path` of `server` with `token`; the handshake's refusal
+/// (status and body) when it is refused.
+pub async fn websocket(
+    server: &Server,
+    path: &str,
+    token: &str,
+) -> Result<WebSocket, (u16, Value)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}{path}", server.url.replacen("http", "ws", 1));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            let body = r.body().as_deref().unwrap_or_default();
+            Err((
+                r.status().as_u16(),
+                serde_json::from_slice(body).unwrap_or_default(),
+            ))
+        }
+        Err(e) => panic!("{path}: {e}"),
+    }
+}

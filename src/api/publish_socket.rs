@@ -1,0 +1,134 @@
+//! `GET /v1/events/publish`: publishing over a WebSocket, for producers that publish
+//! a lot. Each message is one event (the body of `POST /v1/events`) and gets one
+//! reply, in the order sent: its receipt `{"seq", "id", "time"}` once the event is
+//! committed, or `{"error": {"code", "message", "field"?}}`. A refused event is
+//! refused alone; the socket stays open.
+//!
+//! Why a socket beside `POST /v1/events`: a request per event costs a whole HTTP
+//! exchange per event, and its client waits a round trip before it can send the next.
+//! On a socket a producer keeps many events in flight, like a NATS client publishing
+//! to JetStream, and the writer commits them in groups. A client closes after its
+//! last reply: WebSocket allows no reply after the client's close.
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use axum::response::Response;
+use futures::future::{BoxFuture, FutureExt};
+use futures::stream::{FuturesOrdered, SplitSink};
+use futures::{SinkExt, StreamExt};
+
+use super::error::parse_json;
+use super::events::{PublishRequest, Receipt, refused};
+use super::extract::Upgrade;
+use super::{ApiError, AppState};
+
+/// Events of one socket awaiting their commit; past this the socket is not read
+/// until replies go out, so a fast producer is held back by TCP, not by memory.
+const IN_FLIGHT: usize = 1024;
+
+/// Largest message: an event's data may be 1 MiB, plus its attributes.
+const MAX_MESSAGE: usize = crate::bus::MAX_EVENT_DATA_BYTES + 64 * 1024;
+
+#[utoipa::path(
+    get,
+    path = "/events/publish",
+    tag = "bus",
+    responses((status = 101, description = "A WebSocket: send one event per message (the body of `POST /v1/events`); each gets its receipt or error, in order")),
+    security(("token" = ["bus:write"]))
+)]
+pub(super) async fn publish_socket(
+    State(state): State<AppState>,
+    Upgrade(ws): Upgrade,
+) -> Response {
+    ws.max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| serve(state, socket))
+}
+
+async fn serve(state: AppState, socket: WebSocket) {
+    let (mut out, mut incoming) = socket.split();
+    let mut replies = FuturesOrdered::new();
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            Some(reply) = replies.next(), if !replies.is_empty() => {
+                if send_ready(&mut out, reply, &mut replies).await.is_err() {
+                    return; // the client is gone
+                }
+            }
+            message = incoming.next(), if reading && replies.len() < IN_FLIGHT => match message {
+                Some(Ok(Message::Text(text))) => replies.push_back(publish(&state, text.as_bytes())),
+                Some(Ok(Message::Binary(bytes))) => replies.push_back(publish(&state, &bytes)),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_)) | Err(_)) | None => reading = false,
+            },
+            () = state.shutdown.cancelled(), if reading => reading = false,
+        }
+        if !reading && replies.is_empty() {
+            break;
+        }
+    }
+    let _ = out
+        .send(Message::Close(Some(CloseFrame {
+            code: close_code::AWAY,
+            reason: "".into(),
+        })))
+        .await;
+}
+
+/// Send `reply` and every later one already done, then flush once: one write for
+/// all the receipts of a group commit.
+async fn send_ready(
+    out: &mut SplitSink<WebSocket, Message>,
+    reply: Message,
+    replies: &mut FuturesOrdered<BoxFuture<'static, Message>>,
+) -> Result<(), axum::Error> {
+    out.feed(reply).await?;
+    while let Some(Some(next)) = replies.next().now_or_never() {
+        out.feed(next).await?;
+    }
+    out.flush().await
+}
+
+/// Queue one event now, so that events are stored in the order they came; the
+/// future is its reply.
+fn publish(state: &AppState, message: &[u8]) -> BoxFuture<'static, Message> {
+    let submitted = parse(message).and_then(|req| {
+        state
+            .bus
+            .submit(req.into_event())
+            .map_err(|e| refused(e, None))
+    });
+    match submitted {
+        Err(e) => futures::future::ready(error(e)).boxed(),
+        Ok(stored) => async move {
+            match stored.await {
+                Ok(event) => json(&Receipt::of(&event)),
+                Err(e) => error(refused(e, None)),
+            }
+        }
+        .boxed(),
+    }
+}
+
+fn parse(message: &[u8]) -> Result<PublishRequest, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(message)
+        .map_err(|e| ApiError::bad_request(format!("the message is not JSON: {e}")))?;
+    if value.is_array() {
+        return Err(ApiError::bad_request(
+            "one event per message; a batch goes to POST /v1/events",
+        ));
+    }
+    parse_json(value)
+}
+
+fn error(e: ApiError) -> Message {
+    json(&e.into_body())
+}
+
+fn json(value: &impl serde::Serialize) -> Message {
+    Message::Text(
+        serde_json::to_string(value)
+            .expect("replies serialize")
+            .into(),
+    )
+}
