@@ -171,7 +171,12 @@ impl Automations {
         let mut generation = self.inner.recipes.generation();
         generation.mark_unchanged();
         let mut ended = self.inner.runs.ended();
-        let mut events = self.inner.bus.subscribe();
+        // A subscription, not the bare live feed: when a burst outruns this loop it
+        // reads the missed events back from the log instead of dropping them.
+        let mut events = self.inner.bus.subscribe_from(
+            crate::bus::TopicPattern::parse(">").expect("`>` is a pattern"),
+            None,
+        );
         if let Err(e) = self.refresh(true).await {
             tracing::error!(error = %e, "automations: cannot read their state; retrying on the next recipe change");
         }
@@ -196,12 +201,14 @@ impl Automations {
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.prune_running(),
                     Err(_) => return,
                 },
-                event = events.recv() => match event {
+                event = events.next() => match event {
                     Ok(event) => self.on_event(event),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "automations: fell behind the bus; some events did not reach event automations");
+                    Err(StoreError::WriterStopped) => return,
+                    Err(e) => {
+                        // It reads the log again from its cursor on the next turn.
+                        tracing::error!(error = %e, "automations: cannot read the bus log; retrying in a second");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
-                    Err(_) => return,
                 },
             }
         }
