@@ -208,7 +208,9 @@ async fn hundred_megabyte_output_is_refused() {
 #[tokio::test]
 async fn outbound_http_only_to_allowed_hosts() {
     let f = fixture(|m| m).await;
-    let mut events = f.bus.subscribe();
+    let mut denials = f
+        .bus
+        .subscribe_from(TopicPattern::parse("plugin.hostile.denied").unwrap(), None);
     // 127.0.0.1 is allowed: a real server on loopback answers.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -236,17 +238,10 @@ async fn outbound_http_only_to_allowed_hosts() {
         "{}",
         denied.reason
     );
-    let pattern = TopicPattern::parse("plugin.hostile.denied").unwrap();
-    let notice = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            let e = events.recv().await.unwrap();
-            if pattern.matches(&e.topic) {
-                return e;
-            }
-        }
-    })
-    .await
-    .expect("a denial event on the bus");
+    let notice = tokio::time::timeout(Duration::from_secs(5), denials.next())
+        .await
+        .expect("a denial event on the bus")
+        .unwrap();
     assert!(
         notice.data["denied"][0]
             .as_str()

@@ -12,7 +12,6 @@ pub mod topic;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 
 use crate::store::{Store, StoreError};
 pub use subscription::Subscription;
@@ -146,11 +145,6 @@ impl Bus {
         if let Err(e) = self.publish(event).await {
             tracing::warn!(%topic, error = %e, "could not publish a runtime event");
         }
-    }
-
-    /// Live events from now on, unfiltered (for in-process observers that keep up).
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.store.committed_events()
     }
 
     /// Events on topics matching `pattern` after `cursor` (`None`: from now on),
