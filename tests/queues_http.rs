@@ -259,6 +259,21 @@ async fn nacks_back_off_then_dead_letter_retry_and_ttl() {
     assert_eq!(dead["status"], "dead");
     let (_, list) = server.get("/v1/queues/build/dead").await;
     assert_eq!(list["items"][0]["id"], id.as_str());
+    let (_, list) = server.get("/v1/queues/build/items?status=dead").await;
+    assert_eq!(list["items"][0]["id"], id.as_str());
+    // The dead-letter list takes no status; an unknown status is named, not empty.
+    let (status, refused) = server.get("/v1/queues/build/dead?status=pending").await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("status"),
+        "{refused}"
+    );
+    let (status, refused) = server.get("/v1/queues/build/items?status=deceased").await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["field"], "status", "{refused}");
 
     // Retried from the dead-letter list, it runs again from its first attempt.
     let (status, back) = server

@@ -99,8 +99,23 @@ async fn enqueue(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Only items with this status (`pending`, `claimed`, `running`, `succeeded`,
+    /// `failed`, `timed_out`, `canceled`, `dead`).
     status: Option<String>,
+    /// The `next` of the previous page.
     before: Option<String>,
+    /// Items per page, 1-1000 (default 50).
+    limit: Option<usize>,
+}
+
+/// A page of the dead-letter list: its status is given, so none is taken.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct DeadQuery {
+    /// The `next` of the previous page.
+    before: Option<String>,
+    /// Items per page, 1-1000 (default 50).
     limit: Option<usize>,
 }
 
@@ -145,14 +160,14 @@ async fn page(
     get,
     path = "/queues/{queue}/dead",
     tag = "queues",
-    params(("queue" = String, Path, description = "Queue name"), ListQuery),
+    params(("queue" = String, Path, description = "Queue name"), DeadQuery),
     responses((status = 200, description = "Dead items, newest first", body = ItemPage)),
     security(("token" = ["queues:read"]))
 )]
 async fn dead(
     State(state): State<AppState>,
     Path(queue): Path<String>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<DeadQuery>,
 ) -> Result<Json<ItemPage>, ApiError> {
     page(&state, &queue, Some("dead".into()), q.before, q.limit).await
 }

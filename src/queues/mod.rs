@@ -505,6 +505,14 @@ impl Queues {
         limit: usize,
     ) -> Result<Vec<QueueItem>, QueueError> {
         validate_name(queue)?;
+        if let Some(s) = status.as_deref()
+            && !STATUSES.contains(&s)
+        {
+            return Err(QueueError::Invalid {
+                field: "status",
+                message: format!("no status `{s}`; one of {}", STATUSES.join(", ")),
+            });
+        }
         let mut items = self
             .inner
             .store
