@@ -402,47 +402,84 @@ async fn latency(
         receiver.await.unwrap()
     };
     report("NATS JetStream push consumer", nats_lat);
-    let sy_lat = {
-        let resp = http
-            .get(format!("{sy_url}/v1/events?topic=bench.latency"))
-            .send()
-            .await
-            .unwrap();
-        let mut body = resp.bytes_stream();
-        let receiver = tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut buf = String::new();
-            while let Ok(Some(Ok(chunk))) =
-                tokio::time::timeout(Duration::from_secs(2), body.next()).await
-            {
-                buf.push_str(std::str::from_utf8(&chunk).unwrap());
-                while let Some(end) = buf.find("\n\n") {
-                    let block: String = buf.drain(..end + 2).collect();
-                    if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
-                        let e: serde_json::Value = serde_json::from_str(data).unwrap();
-                        let sent = e["data"]["sent"].as_u64().unwrap();
-                        lat.push(base.elapsed().saturating_sub(Duration::from_nanos(sent)));
-                    }
+    let posted = sse_latency(http, sy_url, base, |sent| {
+        let (http, url) = (http.clone(), sy_url.to_owned());
+        async move {
+            let event =
+                json!({ "topic": "bench.latency", "type": "bench", "data": { "sent": sent } });
+            let r = http
+                .post(format!("{url}/v1/events"))
+                .json(&event)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+        }
+    })
+    .await;
+    report(
+        "**Switchyard** SSE `GET /v1/events`, published by `POST /v1/events`",
+        posted,
+    );
+    let socket = SocketPublisher::connect(sy_url).await;
+    let socketed = sse_latency(http, sy_url, base, |sent| {
+        let socket = socket.clone();
+        async move {
+            let event =
+                json!({ "topic": "bench.latency", "type": "bench", "data": { "sent": sent } });
+            let receipt = socket.publish(event.to_string()).await;
+            assert!(receipt["seq"].is_u64(), "{receipt}");
+        }
+    })
+    .await;
+    report(
+        "**Switchyard** SSE `GET /v1/events`, published on the socket (one connection, like NATS)",
+        socketed,
+    );
+}
+
+/// Publish→subscriber latencies of Switchyard: a SSE subscriber on `bench.latency`
+/// while `publish(sent)` is paced at RATE, `sent` being nanoseconds since `base`.
+async fn sse_latency<F, Fut>(
+    http: &reqwest::Client,
+    sy_url: &str,
+    base: Instant,
+    publish: F,
+) -> Vec<Duration>
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let resp = http
+        .get(format!("{sy_url}/v1/events?topic=bench.latency"))
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let receiver = tokio::spawn(async move {
+        let mut lat = Vec::new();
+        let mut buf = String::new();
+        while let Ok(Some(Ok(chunk))) =
+            tokio::time::timeout(Duration::from_secs(2), body.next()).await
+        {
+            buf.push_str(std::str::from_utf8(&chunk).unwrap());
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                    let e: serde_json::Value = serde_json::from_str(data).unwrap();
+                    let sent = e["data"]["sent"].as_u64().unwrap();
+                    lat.push(base.elapsed().saturating_sub(Duration::from_nanos(sent)));
                 }
             }
-            lat
-        });
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        paced(RATE, LATENCY_SECONDS, |_| {
-            let (http, url) = (http.clone(), sy_url.to_owned());
-            async move {
-                let sent = base.elapsed().as_nanos() as u64;
-                http.post(format!("{url}/v1/events"))
-                    .json(&json!({ "topic": "bench.latency", "type": "bench", "data": { "sent": sent } }))
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        })
-        .await;
-        receiver.await.unwrap()
-    };
-    report("**Switchyard** SSE `GET /v1/events`", sy_lat);
+        }
+        lat
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    paced(RATE, LATENCY_SECONDS, |_| {
+        publish(base.elapsed().as_nanos() as u64)
+    })
+    .await;
+    receiver.await.unwrap()
 }
 
 async fn turns(http: &reqwest::Client, sy_url: &str) {
