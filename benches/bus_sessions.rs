@@ -61,6 +61,8 @@ static ALLOC: CountingAlloc = CountingAlloc;
 
 const PUBLISHERS: usize = 32;
 const PUBLISH_TOTAL: usize = 40_000;
+/// Rounds of the durable publish comparison.
+const ROUNDS: usize = 5;
 const PAYLOAD: usize = 256;
 /// Events in flight per publisher in the pipelined comparison.
 const BATCH: usize = 100;
@@ -177,65 +179,94 @@ async fn run() {
 
 async fn publish(js: &async_nats::jetstream::Context, http: &reqwest::Client, sy_url: &str) {
     println!(
-        "### Durable publish ({PUBLISHERS} concurrent publishers, {PUBLISH_TOTAL} events of ~{PAYLOAD} B, each acknowledged)\n"
+        "### Durable publish ({PUBLISHERS} concurrent publishers, {PUBLISH_TOTAL} events of ~{PAYLOAD} B, each acknowledged; {ROUNDS} rounds)\n"
     );
-    println!("| system | events/s |");
-    println!("|---|---|");
-    let nats_rate = {
-        let js = js.clone();
-        throughput(PUBLISHERS, PUBLISH_TOTAL, move |i| {
+    // The three run in turn, ROUNDS times, and each round's ratios are taken within the
+    // round: a run lasts about a second, and this machine's speed drifts more than
+    // that between minutes.
+    let socket = SocketPublisher::connect(sy_url).await;
+    let mut rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        let nats = {
             let js = js.clone();
-            async move {
-                let body = serde_json::to_vec(&payload(i)).unwrap();
-                js.publish("bench.publish", body.into())
-                    .await
-                    .unwrap()
-                    .await
-                    .unwrap();
-            }
-        })
-        .await
-    };
-    println!("| NATS JetStream 2.9 (file storage), async-nats | {nats_rate:.0} |");
-    let sy_rate = {
-        let (http, url) = (http.clone(), sy_url.to_owned());
-        throughput(PUBLISHERS, PUBLISH_TOTAL, move |i| {
-            let (http, url) = (http.clone(), url.clone());
-            async move {
-                let r = http
-                    .post(format!("{url}/v1/events"))
-                    .json(&json!({ "topic": "bench.publish", "type": "bench", "data": payload(i) }))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 201);
-            }
-        })
-        .await
-    };
-    println!(
-        "| **Switchyard** `POST /v1/events` (HTTP/1.1, SQLite WAL, group commit) | {sy_rate:.0} |"
-    );
-    let socket_rate = {
-        let socket = SocketPublisher::connect(sy_url).await;
-        throughput(PUBLISHERS, PUBLISH_TOTAL, move |i| {
+            throughput(PUBLISHERS, PUBLISH_TOTAL, move |i| {
+                let js = js.clone();
+                async move {
+                    let body = serde_json::to_vec(&payload(i)).unwrap();
+                    js.publish("bench.publish", body.into())
+                        .await
+                        .unwrap()
+                        .await
+                        .unwrap();
+                }
+            })
+            .await
+        };
+        let posted = {
+            let (http, url) = (http.clone(), sy_url.to_owned());
+            throughput(PUBLISHERS, PUBLISH_TOTAL, move |i| {
+                let (http, url) = (http.clone(), url.clone());
+                async move {
+                    let r = http
+                        .post(format!("{url}/v1/events"))
+                        .json(&json!({ "topic": "bench.publish", "type": "bench", "data": payload(i) }))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 201);
+                }
+            })
+            .await
+        };
+        let socketed = {
             let socket = socket.clone();
-            async move {
-                let event =
-                    json!({ "topic": "bench.publish", "type": "bench", "data": payload(i) });
-                let receipt = socket.publish(event.to_string()).await;
-                assert!(receipt["seq"].is_u64(), "{receipt}");
-            }
-        })
-        .await
+            throughput(PUBLISHERS, PUBLISH_TOTAL, move |i| {
+                let socket = socket.clone();
+                async move {
+                    let event =
+                        json!({ "topic": "bench.publish", "type": "bench", "data": payload(i) });
+                    let receipt = socket.publish(event.to_string()).await;
+                    assert!(receipt["seq"].is_u64(), "{receipt}");
+                }
+            })
+            .await
+        };
+        rounds.push([nats, posted, socketed]);
+    }
+    let column = |k: usize| {
+        rounds
+            .iter()
+            .map(|r| format!("{:.0}", r[k]))
+            .collect::<Vec<_>>()
+            .join(" / ")
     };
+    let ratios = |k: usize| {
+        let mut r: Vec<f64> = rounds.iter().map(|r| r[k] / r[0]).collect();
+        let each = r
+            .iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        r.sort_by(f64::total_cmp);
+        (r[r.len() / 2], each)
+    };
+    println!("| system | events/s, each round |");
+    println!("|---|---|");
     println!(
-        "| **Switchyard** WebSocket `/v1/events/publish`, one connection shared (like the NATS client's) | {socket_rate:.0} |"
+        "| NATS JetStream 2.9 (file storage), async-nats | {} |",
+        column(0)
     );
     println!(
-        "\nratio Switchyard / JetStream: **{:.2}** (a request per event), **{:.2}** (the socket)\n",
-        sy_rate / nats_rate,
-        socket_rate / nats_rate
+        "| **Switchyard** `POST /v1/events` (HTTP/1.1, SQLite WAL, group commit) | {} |",
+        column(1)
+    );
+    println!(
+        "| **Switchyard** WebSocket `/v1/events/publish`, one connection shared (like the NATS client's) | {} |",
+        column(2)
+    );
+    let ((posted, posted_each), (socketed, socketed_each)) = (ratios(1), ratios(2));
+    println!(
+        "\nratio Switchyard / JetStream, median of the rounds: **{posted:.2}** (a request per event; rounds {posted_each}), **{socketed:.2}** (the socket; rounds {socketed_each})\n"
     );
 
     println!(
