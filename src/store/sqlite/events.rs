@@ -6,6 +6,7 @@ use rusqlite::{Connection, params};
 
 use futures::future::BoxFuture;
 
+use super::writer::Undo;
 use super::{CachedStatements, SqliteStore};
 use crate::bus::{Event, NewEvent};
 use crate::store::{EventLog, StoreError};
@@ -65,7 +66,8 @@ impl EventLog for SqliteStore {
         event: NewEvent,
         data: String,
     ) -> BoxFuture<'static, Result<Arc<Event>, StoreError>> {
-        Box::pin(self.write_events(move |c, out| {
+        // One INSERT: no savepoint needed to undo it alone.
+        Box::pin(self.write_events_undone(Undo::Statement, move |c, out| {
             let e = Arc::new(insert_event(c, event, data)?);
             out.push(e.clone());
             Ok(e)

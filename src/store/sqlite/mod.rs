@@ -262,8 +262,25 @@ impl SqliteStore {
             + Send
             + 'static,
     {
+        self.write_events_undone(writer::Undo::Savepoint, f)
+    }
+
+    /// [`SqliteStore::write_events`] for a write of one statement (see
+    /// [`writer::Undo::Statement`]).
+    fn write_events_undone<T, F>(
+        &self,
+        undo: writer::Undo,
+        f: F,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send + use<T, F>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Vec<Arc<crate::bus::Event>>) -> Result<T, StoreError>
+            + Send
+            + 'static,
+    {
         let inner = self.inner.clone();
         let committed = self.inner.writer.submit(
+            undo,
             move |c| {
                 let mut events = Vec::new();
                 let value = f(c, &mut events)?;
