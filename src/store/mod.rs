@@ -195,6 +195,10 @@ pub trait EventLog: Send + Sync {
     ) -> Result<u64, StoreError>;
     /// Events as they are committed, in `seq` order.
     fn committed_events(&self) -> broadcast::Receiver<Arc<Event>>;
+    /// Where the reader `name` saved its position in the log, if it ever did.
+    async fn log_cursor(&self, name: &str) -> Result<Option<u64>, StoreError>;
+    /// Save the reader `name`'s position: every event up to `seq` handled.
+    async fn save_log_cursor(&self, name: &str, seq: u64) -> Result<(), StoreError>;
 }
 
 /// Sessions and their durable message queues.

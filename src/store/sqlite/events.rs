@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use futures::future::BoxFuture;
 
@@ -114,6 +114,33 @@ impl EventLog for SqliteStore {
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn log_cursor(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            Ok(
+                c.one("SELECT seq FROM log_cursors WHERE name = ?1", [name], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()?
+                .map(|seq| seq as u64),
+            )
+        })
+        .await
+    }
+
+    async fn save_log_cursor(&self, name: &str, seq: u64) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.write(move |c| {
+            c.exec(
+                "INSERT INTO log_cursors (name, seq) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                params![name, seq as i64],
+            )?;
+            Ok(())
         })
         .await
     }

@@ -244,6 +244,15 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE events;
     ALTER TABLE events_rebuilt RENAME TO events;
     "#,
+    // 9: named readers' positions in the log: the `seq` up to which a reader (the
+    // event automations) has handled every event, so that after a crash it reads on
+    // from there instead of from the live end.
+    r#"
+    CREATE TABLE log_cursors (
+        name TEXT PRIMARY KEY,
+        seq  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version after every migration ran.
