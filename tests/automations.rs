@@ -400,3 +400,82 @@ on:
     let (status, _) = server.post("/v1/hooks/ops/nowhere", &json!({})).await;
     assert_eq!(status, 404);
 }
+
+/// Events acknowledged just before a crash still fire their automation after the
+/// restart, each exactly once: the automations read on in the log from where they had
+/// got to, and an event read twice finds its slot taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_acknowledged_before_a_crash_fire_once_after_it() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = Server::start(&["echo-agent", "keyword-trigger"]).await;
+    server
+        .install_recipe(
+            "relay",
+            r#"
+name: relay
+inputs:
+  n: { type: string, default: "" }
+steps:
+  - id: echo
+    agent: echo-agent
+    prompt: "relay {{ inputs.n }}"
+on:
+  event:
+    - topic: burst.*
+      trigger: { plugin: keyword-trigger, params: { keywords: [relay] } }
+      inputs: { n: "{{ event.data.n }}" }
+"#,
+        )
+        .await;
+    server.wait_automation("relay:event").await;
+
+    // A burst on the publishing socket; the process is killed as soon as the last
+    // receipt is in, while firings are still to come (each asks the trigger plugin).
+    const N: usize = 800;
+    let mut ws = util::websocket(&server, "/v1/events/publish", util::ADMIN_TOKEN)
+        .await
+        .unwrap();
+    for n in 0..N {
+        let event = json!({ "topic": "burst.x", "type": "t",
+                             "data": { "n": n.to_string(), "message": "relay this" } });
+        ws.feed(Message::text(event.to_string())).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+    let mut acknowledged = HashSet::new();
+    for _ in 0..N {
+        let reply = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a receipt")
+            .unwrap()
+            .unwrap();
+        let receipt: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+        acknowledged.insert(receipt["id"].as_str().expect("an id").to_owned());
+    }
+    let before = firings(&server, "relay:event").await.len();
+    // A recipe on the same topic, new at the restart: the events read again are older
+    // than it, so it fires for none of them.
+    let late = std::fs::read_to_string(server.recipes_dir().join("relay.yaml"))
+        .unwrap()
+        .replace("name: relay", "name: late");
+    util::replace_file(&server.recipes_dir().join("late.yaml"), late.as_bytes());
+    let server = server.kill_and_restart().await;
+
+    let fired = wait_firings(&server, "relay:event", Duration::from_secs(60), |f| {
+        f.len() >= N
+    })
+    .await;
+    let slots: HashSet<String> = fired
+        .iter()
+        .map(|f| f["slot"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(slots.len(), fired.len(), "an event fired twice");
+    assert_eq!(slots, acknowledged, "{before} had fired before the kill");
+    // Nothing more comes: every one of them is handled once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(firings(&server, "relay:event").await.len(), N);
+    server.wait_automation("late:event").await;
+    assert!(firings(&server, "late:event").await.is_empty());
+    eprintln!("{before} of {N} events had fired before the kill");
+}

@@ -12,6 +12,10 @@
 //! - Slots missed while the server was down are caught up at start by the schedule's
 //!   `catch_up` (none: recorded as missed; latest; all, within `catch_up_window`).
 //! - A recipe reload recomputes schedules; an unchanged schedule keeps its next slot.
+//! - Every event in the log is handed to the event automations, also across a crash:
+//!   they save how far they got (see [`LogProgress`]) and read on from there at start.
+//!   An event read twice fires nothing twice: its slot is its id. An automation never
+//!   fires for an event older than itself.
 
 pub mod timetable;
 
@@ -109,17 +113,67 @@ struct Firing {
     detail: Option<String>,
 }
 
+/// The log cursor of the event automations.
+const LOG_CURSOR: &str = "automations";
+/// How often the event automations save how far they got in the log: what a crash
+/// makes them read again (and find fired already).
+const SAVE_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// How far the event automations got in the log. Events are read in `seq` order but
+/// fired concurrently, so the position that can be saved is just below the oldest
+/// event still firing.
+#[derive(Default)]
+struct LogProgress {
+    /// The last event read.
+    read: u64,
+    /// Events whose firings have not all ended, by seq: how many have not.
+    firing: std::collections::BTreeMap<u64, usize>,
+    /// The position saved last.
+    saved: u64,
+}
+
+impl LogProgress {
+    /// Every event up to this one is handled.
+    fn handled(&self) -> u64 {
+        self.firing
+            .keys()
+            .next()
+            .map_or(self.read, |oldest| oldest - 1)
+    }
+}
+
+/// One firing of event `seq` going on; counted off its event when dropped, however
+/// it ended.
+struct EventFiring {
+    automations: Automations,
+    seq: u64,
+}
+
+impl Drop for EventFiring {
+    fn drop(&mut self) {
+        let mut state = self.automations.state();
+        if let Some(left) = state.log.firing.get_mut(&self.seq) {
+            *left -= 1;
+            if *left == 0 {
+                state.log.firing.remove(&self.seq);
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     timetable: Timetable,
     known: HashMap<String, Known>,
     paused: HashSet<String>,
-    /// Automations whose `since` exists in the store.
-    registered: HashSet<String>,
+    /// Automations whose `since` exists in the store, with it: an event automation
+    /// ignores older events (read again after a crash).
+    registered: HashMap<String, String>,
     /// Runs each automation started that have not ended.
     running: HashMap<String, Vec<String>>,
     /// `overlap: queue`: the one firing waiting for the running run to end.
     waiting: HashMap<String, Firing>,
+    log: LogProgress,
 }
 
 /// The automations service; cheap to clone.
@@ -172,11 +226,26 @@ impl Automations {
         generation.mark_unchanged();
         let mut ended = self.inner.runs.ended();
         // A subscription, not the bare live feed: when a burst outruns this loop it
-        // reads the missed events back from the log instead of dropping them.
+        // reads the missed events back from the log instead of dropping them. It
+        // starts where the last process got to (the first start: now).
+        let saved = match self.inner.store.log_cursor(LOG_CURSOR).await {
+            Ok(saved) => saved,
+            Err(e) => {
+                tracing::error!(error = %e, "automations: cannot read how far they got in the bus log; starting from now");
+                None
+            }
+        };
         let mut events = self.inner.bus.subscribe_from(
             crate::bus::TopicPattern::parse(">").expect("`>` is a pattern"),
-            None,
+            saved,
         );
+        {
+            let mut state = self.state();
+            state.log.read = events.cursor();
+            state.log.saved = saved.unwrap_or(0);
+        }
+        let mut save_progress = tokio::time::interval(SAVE_PROGRESS_EVERY);
+        save_progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         if let Err(e) = self.refresh(true).await {
             tracing::error!(error = %e, "automations: cannot read their state; retrying on the next recipe change");
         }
@@ -201,6 +270,7 @@ impl Automations {
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.prune_running(),
                     Err(_) => return,
                 },
+                _ = save_progress.tick() => self.save_progress().await,
                 event = events.next() => match event {
                     Ok(event) => self.on_event(event),
                     Err(StoreError::WriterStopped) => return,
@@ -247,7 +317,7 @@ impl Automations {
             let state = self.state();
             known
                 .keys()
-                .filter(|id| catch_up || !state.registered.contains(*id))
+                .filter(|id| catch_up || !state.registered.contains_key(*id))
                 .cloned()
                 .collect()
         };
@@ -260,7 +330,9 @@ impl Automations {
         {
             let mut state = self.state();
             for s in &states {
-                state.registered.insert(s.automation.clone());
+                state
+                    .registered
+                    .insert(s.automation.clone(), s.since.clone());
                 if s.paused {
                     state.paused.insert(s.automation.clone());
                 }
@@ -537,11 +609,29 @@ impl Automations {
         }
     }
 
+    /// Save how far the event automations got in the log, if further than last time.
+    async fn save_progress(&self) {
+        let handled = {
+            let state = self.state();
+            let handled = state.log.handled();
+            if handled <= state.log.saved {
+                return;
+            }
+            handled
+        };
+        match self.inner.store.save_log_cursor(LOG_CURSOR, handled).await {
+            Ok(()) => self.state().log.saved = handled,
+            Err(e) => {
+                tracing::warn!(error = %e, "automations: cannot save how far they got in the bus log")
+            }
+        }
+    }
+
     /// A bus event: fire the event automations whose pattern it matches.
     fn on_event(&self, event: Arc<Event>) {
         let matching: Vec<(String, Known)> = {
-            let state = self.state();
-            state
+            let mut state = self.state();
+            let matching: Vec<_> = state
                 .known
                 .iter()
                 .filter(|(id, k)| k.kind == "event" && !state.paused.contains(*id))
@@ -551,13 +641,31 @@ impl Automations {
                     !(event.topic.starts_with("run.")
                         && event.subject.as_deref() == Some(&k.recipe.name))
                 })
+                .filter(|(id, _)| {
+                    state
+                        .registered
+                        .get(*id)
+                        .is_none_or(|since| event.time >= *since)
+                })
                 .map(|(id, k)| (id.clone(), k.clone()))
-                .collect()
+                .collect();
+            state.log.read = event.seq;
+            if !matching.is_empty() {
+                state.log.firing.insert(event.seq, matching.len());
+            }
+            matching
         };
         for (id, known) in matching {
             let this = self.clone();
             let event = event.clone();
-            tokio::spawn(async move { this.fire_event(id, known, event).await });
+            let going = EventFiring {
+                automations: self.clone(),
+                seq: event.seq,
+            };
+            tokio::spawn(async move {
+                this.fire_event(id, known, event).await;
+                drop(going);
+            });
         }
     }
 
@@ -842,5 +950,27 @@ fn render(value: &Value, scope: &dyn Scope) -> Value {
             Err(_) => value.clone(),
         },
         other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogProgress;
+
+    #[test]
+    fn the_saved_position_stays_below_the_oldest_event_still_firing() {
+        let mut log = LogProgress {
+            read: 10,
+            ..LogProgress::default()
+        };
+        assert_eq!(log.handled(), 10, "nothing firing: all read is handled");
+        log.firing.insert(12, 2);
+        log.firing.insert(15, 1);
+        log.read = 17;
+        assert_eq!(log.handled(), 11);
+        log.firing.remove(&12);
+        assert_eq!(log.handled(), 14);
+        log.firing.remove(&15);
+        assert_eq!(log.handled(), 17);
     }
 }
