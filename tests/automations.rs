@@ -406,7 +406,7 @@ on:
 /// got to, and an event read twice finds its slot taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_acknowledged_before_a_crash_fire_once_after_it() {
-    use futures::{SinkExt, StreamExt};
+    use futures::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
 
     let server = Server::start(&["echo-agent", "keyword-trigger"]).await;
@@ -445,12 +445,7 @@ on:
     ws.flush().await.unwrap();
     let mut acknowledged = HashSet::new();
     for _ in 0..N {
-        let reply = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a receipt")
-            .unwrap()
-            .unwrap();
-        let receipt: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+        let receipt = util::next_json(&mut ws).await;
         acknowledged.insert(receipt["id"].as_str().expect("an id").to_owned());
     }
     let before = firings(&server, "relay:event").await.len();

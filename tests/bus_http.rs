@@ -234,7 +234,7 @@ async fn batch_publish_is_atomic_with_consecutive_seqs() {
 /// stored in that order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_publishes_many_in_flight_with_a_reply_each_in_order() {
-    use futures::{SinkExt, StreamExt};
+    use futures::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
 
     let server = Server::start(&[]).await;
@@ -256,12 +256,7 @@ async fn a_socket_publishes_many_in_flight_with_a_reply_each_in_order() {
 
     let mut last_seq = 0;
     for n in 0..N {
-        let reply = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a reply")
-            .unwrap()
-            .unwrap();
-        let reply: Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+        let reply = util::next_json(&mut ws).await;
         let error = &reply["error"];
         match n {
             700 => assert_eq!(error["field"], "topic", "{reply}"),

@@ -417,6 +417,17 @@ impl SseStream {
 pub type WebSocket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The next message of `ws`, a JSON text, within 10 s.
+pub async fn next_json(ws: &mut WebSocket) -> Value {
+    use futures::StreamExt;
+    let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("a message within 10 s")
+        .expect("the socket is open")
+        .expect("a message");
+    serde_json::from_str(message.to_text().expect("a text message")).expect("JSON")
+}
+
 /// Open a WebSocket on `path` of `server` with `token`; the handshake's refusal
 /// (status and body) when it is refused.
 pub async fn websocket(
