@@ -656,16 +656,13 @@ impl Automations {
             matching
         };
         for (id, known) in matching {
-            let this = self.clone();
-            let event = event.clone();
             let going = EventFiring {
                 automations: self.clone(),
                 seq: event.seq,
             };
-            tokio::spawn(async move {
-                this.fire_event(id, known, event).await;
-                drop(going);
-            });
+            let event = event.clone();
+            // `going` is dropped when the firing ends, however it ends.
+            tokio::spawn(async move { going.automations.fire_event(id, known, event).await });
         }
     }
 
