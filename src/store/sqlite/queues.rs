@@ -16,6 +16,11 @@ const COLUMNS: &str = "id, queue, payload, priority, idempotency_key, status, at
      max_attempts, available_at, expires_at, lease_token, lease_expires_at, worker, result, \
      error, created_at, updated_at";
 
+/// A claimable status, written exactly as the condition of the `queue_items_ready`
+/// index (migration 10), so that the planner knows a query that tests it can read
+/// that index.
+const READY: &str = "(status = 'pending' OR status = 'failed' OR status = 'timed_out')";
+
 /// Item ?2 of queue ?1.
 static BY_ID: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {COLUMNS} FROM queue_items WHERE queue = ?1 AND id = ?2"));
@@ -43,16 +48,20 @@ static LISTED: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The best ready items of queue ?1 at time ?2, at most ?3: a retryable status,
-/// available, not expired. The status test is written exactly as the
-/// `queue_items_ready` index's condition, so that the planner reads that index, which
-/// is in claim order.
+/// available, not expired, read from the `queue_items_ready` index, which is in claim
+/// order.
 static CLAIMABLE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {COLUMNS} FROM queue_items
-         WHERE queue = ?1 AND status IN ('pending', 'failed', 'timed_out')
+         WHERE queue = ?1 AND {READY}
            AND available_at <= ?2 AND (expires_at IS NULL OR expires_at > ?2)
          ORDER BY priority DESC, available_at, id LIMIT CAST(?3 AS INTEGER)"
     )
+});
+
+/// When the next ready item of queue ?1 becomes available.
+static NEXT_AVAILABLE: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT MIN(available_at) FROM queue_items WHERE queue = ?1 AND {READY}")
 });
 
 /// Items whose lease or TTL ran out by ?1, at most ?2; each test matches the
@@ -93,12 +102,14 @@ fn item_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
     })
 }
 
+const SAVE: &str = "UPDATE queue_items SET status = ?2, attempts = ?3, available_at = ?4,
+         lease_token = ?5, lease_expires_at = ?6, worker = ?7, result = ?8, error = ?9,
+         updated_at = ?10, priority = ?11, expires_at = ?12, max_attempts = ?13
+     WHERE id = ?1";
+
 fn save(c: &Connection, item: &QueueItem) -> Result<(), StoreError> {
     c.exec(
-        "UPDATE queue_items SET status = ?2, attempts = ?3, available_at = ?4, lease_token = ?5,
-             lease_expires_at = ?6, worker = ?7, result = ?8, error = ?9, updated_at = ?10,
-             priority = ?11, expires_at = ?12, max_attempts = ?13
-         WHERE id = ?1",
+        SAVE,
         params![
             item.id,
             item.status,
@@ -287,15 +298,8 @@ impl QueueStore for SqliteStore {
 
     async fn next_available(&self, queue: &str) -> Result<Option<String>, StoreError> {
         let queue = queue.to_owned();
-        self.read(move |c| {
-            Ok(c.one(
-                "SELECT MIN(available_at) FROM queue_items
-                 WHERE queue = ?1 AND status IN ('pending', 'failed', 'timed_out')",
-                [queue],
-                |r| r.get(0),
-            )?)
-        })
-        .await
+        self.read(move |c| Ok(c.one(&NEXT_AVAILABLE, [queue], |r| r.get(0))?))
+            .await
     }
 
     async fn drop_dead_item(&self, queue: &str, id: &str) -> Result<bool, StoreError> {
@@ -315,7 +319,7 @@ mod tests {
     use rusqlite::{Connection, StatementStatus, params};
 
     use super::super::query_plan as plan;
-    use super::{CLAIMABLE, DUE};
+    use super::{CLAIMABLE, DUE, NEXT_AVAILABLE};
     use crate::store::Store;
 
     /// A claim reads the ready index in claim order (no sort, no scan), the reaper
@@ -329,6 +333,8 @@ mod tests {
         let claim = plan(&c, &CLAIMABLE, params!["q", "2026", 1]);
         assert!(claim.contains("USING INDEX queue_items_ready"), "{claim}");
         assert!(!claim.contains("TEMP B-TREE"), "{claim}");
+        let next = plan(&c, &NEXT_AVAILABLE, params!["q"]);
+        assert!(next.contains("USING INDEX queue_items_ready"), "{next}");
         let reap = plan(&c, &DUE, params!["2026", 100]);
         assert!(reap.contains("queue_items_leased"), "{reap}");
         assert!(reap.contains("queue_items_expiring"), "{reap}");
@@ -341,5 +347,23 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
+    }
+
+    /// Saving an item tests the partial indexes' conditions on its old and new row; no
+    /// condition may need a temporary B-tree (`status IN` a list of three or more
+    /// does), which would be built and dropped on every queue transition.
+    #[test]
+    fn a_transition_builds_no_temporary_table() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path()).unwrap());
+        let c = Connection::open(dir.path().join("switchyard.db")).unwrap();
+        for sql in [super::SAVE, &super::INSERT] {
+            let mut stmt = c.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let mut rows = stmt.raw_query();
+            while let Some(row) = rows.next().unwrap() {
+                let opcode: String = row.get(1).unwrap();
+                assert_ne!(opcode, "OpenEphemeral", "{sql}");
+            }
+        }
     }
 }
