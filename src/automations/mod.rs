@@ -246,8 +246,14 @@ impl Automations {
         }
         let mut save_progress = tokio::time::interval(SAVE_PROGRESS_EVERY);
         save_progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        if let Err(e) = self.refresh(true).await {
-            tracing::error!(error = %e, "automations: cannot read their state; retrying on the next recipe change");
+        // No event is read before the automations are known: an event read with none
+        // known would move the saved position past it without firing anything.
+        while let Err(e) = self.refresh(true).await {
+            if matches!(e, StoreError::WriterStopped) {
+                return;
+            }
+            tracing::error!(error = %e, "automations: cannot read their state; retrying in a second");
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         loop {
             let wake = self.state().timetable.next_wake();
