@@ -74,13 +74,14 @@ const TURNS: usize = 4_000;
 /// Start nats-server with JetStream file storage in `dir`.
 async fn start_nats(dir: &std::path::Path) -> (Proc, String) {
     let port = free_port();
-    let child = Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server on PATH (apt-get install nats-server)");
+    let child = Proc::spawn(
+        Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .expect("nats-server on PATH (apt-get install nats-server)");
     let url = format!("nats://127.0.0.1:{port}");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -90,7 +91,7 @@ async fn start_nats(dir: &std::path::Path) -> (Proc, String) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    (Proc(child), url)
+    (child, url)
 }
 
 fn payload(i: usize) -> serde_json::Value {

@@ -220,21 +220,22 @@ async fn connection(client: &redis::Client, worker: usize) -> redis::aio::Multip
 
 async fn start_redis(dir: &std::path::Path, fsync: &str) -> (Proc, redis::Client) {
     let port = free_port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "yes", "--appendfsync", fsync])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH (apt-get install redis-server)");
+    let child = Proc::spawn(
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", fsync])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null()),
+    )
+    .expect("redis-server on PATH (apt-get install redis-server)");
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
     let start = Instant::now();
     loop {
@@ -252,5 +253,5 @@ async fn start_redis(dir: &std::path::Path, fsync: &str) -> (Proc, redis::Client
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    (Proc(child), client)
+    (child, client)
 }

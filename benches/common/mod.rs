@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `p` quantile (0.5 = median) of samples sorted ascending.
 /// The admin token the bench servers accept.
 pub const TOKEN: &str = "bench-admin-token-not-secret";
 
@@ -24,6 +23,7 @@ pub fn http(max_idle: usize) -> reqwest::Client {
         .unwrap()
 }
 
+/// The `p` quantile (0.5 = median) of samples sorted ascending.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
@@ -43,6 +43,28 @@ pub fn free_port() -> u16 {
 /// A child process killed on drop.
 pub struct Proc(pub Child);
 
+impl Proc {
+    /// Start `command`, tied to this process: killed on drop, and by the kernel when
+    /// this process dies without dropping it (Ctrl-C, SIGKILL), so that a stopped bench
+    /// leaves no server behind to skew the next run. (The signal follows the spawning
+    /// thread: spawn from the main thread or a runtime worker, which live as long as
+    /// the bench.)
+    pub fn spawn(command: &mut Command) -> std::io::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec the closure only makes one async-signal-safe
+        // system call.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        command.spawn().map(Proc)
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -59,26 +81,27 @@ pub async fn start_switchyard(dir: &std::path::Path) -> (Proc, String) {
         std::fs::copy(repo().join("plugins/echo-agent").join(f), plugins.join(f)).unwrap();
     }
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--plugins")
-        .arg(dir.join("plugins"))
-        .arg("--recipes")
-        .arg(dir.join("recipes"))
-        .env("SWITCHYARD_CONFIG", {
-            let config = dir.join("switchyard.toml");
-            if !config.exists() {
-                std::fs::write(&config, "").unwrap();
-            }
-            config
-        })
-        .env("SWITCHYARD_LOG", "warn")
-        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start switchyard");
+    let child = Proc::spawn(
+        Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--plugins")
+            .arg(dir.join("plugins"))
+            .arg("--recipes")
+            .arg(dir.join("recipes"))
+            .env("SWITCHYARD_CONFIG", {
+                let config = dir.join("switchyard.toml");
+                if !config.exists() {
+                    std::fs::write(&config, "").unwrap();
+                }
+                config
+            })
+            .env("SWITCHYARD_LOG", "warn")
+            .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
+            .stdout(Stdio::null()),
+    )
+    .expect("start switchyard");
     let url = format!("http://127.0.0.1:{port}");
     let http = http(8);
     let start = Instant::now();
@@ -95,5 +118,5 @@ pub async fn start_switchyard(dir: &std::path::Path) -> (Proc, String) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    (Proc(child), url)
+    (child, url)
 }
