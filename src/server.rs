@@ -118,7 +118,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let queues = Queues::new(store.clone(), QueuesConfig::default());
     tokio::spawn(queues.clone().reap());
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let state = AppState {
+    let state = AppState::new(api::App {
         plugins: plugins.clone(),
         store,
         bus,
@@ -132,7 +132,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ready: Arc::new(AtomicBool::new(false)),
         plugins_dir: config.plugins_dir.clone(),
         shutdown: shutdown.clone(),
-    };
+    });
     let loader = tokio::spawn(start_up(state.clone(), config.clone()));
     let app = api::router(state);
     let stop = shutdown.clone();
@@ -159,7 +159,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 /// are session turns), load the recipes (they name plugins), start the automations,
 /// mark the server ready, then reload plugins and recipes as their files change.
 async fn start_up(state: AppState, config: Config) {
-    let AppState {
+    let api::App {
         plugins,
         sessions,
         recipes,
@@ -169,7 +169,7 @@ async fn start_up(state: AppState, config: Config) {
         ready,
         shutdown,
         ..
-    } = state;
+    } = &*state;
     let plugin_watch = crate::watch::watch_dir(&config.plugins_dir, PLUGIN_DEBOUNCE);
     let recipe_watch = crate::watch::watch_dir(&config.recipes_dir, RECIPE_DEBOUNCE);
     plugins.scan(&config.plugins_dir).await;
@@ -182,14 +182,14 @@ async fn start_up(state: AppState, config: Config) {
     recipes.scan(&config.recipes_dir).await;
     // After the scan, so the first items do not find their plugin missing.
     crate::queues::served::Server {
-        queues,
+        queues: queues.clone(),
         sessions: sessions.clone(),
         plugins: plugins.clone(),
-        shutdown,
+        shutdown: shutdown.clone(),
     }
     .spawn(&config.served_queues);
     // Schedules, bus events and webhooks fire from here on (missed slots first).
-    tokio::spawn(automations.run());
+    tokio::spawn(automations.clone().run());
     ready.store(true, Ordering::Release);
     let plugin_changes = async {
         let (_watch, mut changes) = match plugin_watch {

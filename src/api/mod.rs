@@ -31,9 +31,27 @@ use crate::plugins::PluginHost;
 use crate::sessions::Sessions;
 use crate::store::Store;
 
-/// What every handler can reach.
+/// What every handler can reach, behind one `Arc`: axum clones the state for every
+/// request, and a clone is then one count instead of a dozen (and a path).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<App>);
+
+impl AppState {
+    pub fn new(app: App) -> Self {
+        Self(Arc::new(app))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// The parts of the runtime the API serves.
+pub struct App {
     pub plugins: Arc<PluginHost>,
     pub store: Store,
     pub bus: Bus,
