@@ -300,20 +300,30 @@ async fn a_socket_publishes_many_in_flight_with_a_reply_each_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_publishing_socket_needs_bus_write_and_a_websocket() {
+async fn the_publishing_socket_needs_bus_write_and_a_websocket_and_a_live_token() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
     let server = Server::start(&[]).await;
-    let (status, body) = server
-        .post(
-            "/v1/tokens",
-            &json!({ "name": "reader", "scopes": ["bus:read"] }),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let reader = body["token"].as_str().unwrap();
-    let (status, body) = util::websocket(&server, "/v1/events/publish", reader)
+    let (reader, _) = server.token(&["bus:read"]).await;
+    let (status, body) = util::websocket(&server, "/v1/events/publish", &reader)
         .await
         .expect_err("refused");
     assert_eq!((status, &body["error"]["code"]), (403, &json!("forbidden")));
+
+    // A token revoked while its socket is open: the next event is refused, and the
+    // socket closes.
+    let (writer, id) = server.token(&["bus:write"]).await;
+    let mut ws = util::websocket(&server, "/v1/events/publish", &writer)
+        .await
+        .unwrap();
+    let event = json!({ "topic": "w.x", "type": "t" }).to_string();
+    ws.send(Message::text(event.clone())).await.unwrap();
+    assert!(util::next_json(&mut ws).await["seq"].is_u64());
+    server.revoke(&id).await;
+    ws.send(Message::text(event)).await.unwrap();
+    let reply = util::next_json(&mut ws).await;
+    assert_eq!(reply["error"]["code"], "token_revoked", "{reply}");
+    util::assert_closes(&mut ws).await;
 
     // A plain request gets the API's error shape, not axum's plain text.
     let (status, body) = server.get("/v1/events/publish").await;

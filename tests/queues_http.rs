@@ -1,6 +1,6 @@
 //! Durable queues over real HTTP: a worker process that dies mid-lease, idempotent
 //! enqueue, priorities and delays, long-poll claims, the backoff, the dead-letter list,
-//! TTLs, and a bus event for every transition.
+//! TTLs, a bus event for every transition, and the worker socket.
 
 mod util;
 
@@ -377,4 +377,128 @@ async fn the_cli_pushes_claims_and_acks() {
     assert_eq!(done.trim(), format!("{}: succeeded", id.trim()));
     assert!(cli(&["queue", "list"]).contains("succeeded 1"));
     assert!(cli(&["queue", "list", "cli"]).contains("succeeded"));
+}
+
+/// Send one command on a queue socket; its reply.
+async fn command(ws: &mut util::WebSocket, command: Value) -> Value {
+    use futures::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        command.to_string(),
+    ))
+    .await
+    .unwrap();
+    util::next_json(ws).await
+}
+
+/// The worker socket: commands in order, each with its reply; a bad command is refused
+/// alone, naming its field; `push` needs `queues:write`; a revoked token stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_socket_pushes_claims_acks_and_nacks_in_order() {
+    let server = Server::start(&[]).await;
+    let mut ws = util::websocket(&server, "/v1/queues/jobs/socket", util::ADMIN_TOKEN)
+        .await
+        .unwrap();
+
+    let pushed = command(
+        &mut ws,
+        json!({ "op": "push", "payload": { "n": 1 }, "idempotency_key": "k" }),
+    )
+    .await;
+    assert_eq!(
+        (pushed["created"].as_bool(), &pushed["item"]["status"]),
+        (Some(true), &json!("pending")),
+        "{pushed}"
+    );
+    let again = command(
+        &mut ws,
+        json!({ "op": "push", "payload": { "n": 2 }, "idempotency_key": "k" }),
+    )
+    .await;
+    assert_eq!(again["created"], false);
+    assert_eq!(again["item"]["id"], pushed["item"]["id"]);
+    command(&mut ws, json!({ "op": "push", "payload": { "n": 3 } })).await;
+
+    let claimed = command(
+        &mut ws,
+        json!({ "op": "claim", "worker": "w", "max": 2, "lease": "30s" }),
+    )
+    .await;
+    let items = claimed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{claimed}");
+    assert_eq!(items[0]["payload"]["n"], 1, "oldest first");
+    let (first, second) = (&items[0], &items[1]);
+
+    let extended = command(&mut ws, json!({ "op": "extend", "id": first["id"], "lease_token": first["lease_token"], "lease": "1h" })).await;
+    assert!(
+        time(&extended["item"]["lease_expires_at"]) > time(&first["lease_expires_at"]),
+        "{extended}"
+    );
+    let acked = command(&mut ws, json!({ "op": "ack", "id": first["id"], "lease_token": first["lease_token"], "result": { "ok": 1 } })).await;
+    assert_eq!(acked["item"]["status"], "succeeded", "{acked}");
+    let nacked = command(&mut ws, json!({ "op": "nack", "id": second["id"], "lease_token": second["lease_token"], "reason": "no", "retry": false })).await;
+    assert_eq!(nacked["item"]["status"], "dead", "{nacked}");
+    // The HTTP routes see what the socket did.
+    let (status, item) = server
+        .get(&format!(
+            "/v1/queues/jobs/items/{}",
+            first["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!((status, &item["result"]), (200, &json!({ "ok": 1 })));
+
+    // Refused alone, naming the field; the socket stays open.
+    for (bad, field) in [
+        (json!({ "payload": {} }), "op"),
+        (json!({ "op": "pop" }), "op"),
+        (json!({ "op": "ack", "lease_token": "t" }), "id"),
+        (
+            json!({ "op": "claim", "worker": "w", "lease": "soon" }),
+            "lease",
+        ),
+        (json!({ "op": "push", "payload": {}, "colour": 1 }), "."),
+    ] {
+        let reply = command(&mut ws, bad.clone()).await;
+        let error = &reply["error"];
+        assert_eq!(error["code"], "bad_request", "{bad}: {reply}");
+        if field != "." {
+            assert_eq!(error["field"], field, "{bad}: {reply}");
+        } else {
+            assert!(
+                error["message"].as_str().unwrap().contains("colour"),
+                "{reply}"
+            );
+        }
+    }
+    let reply = command(
+        &mut ws,
+        json!({ "op": "ack", "id": "nope", "lease_token": "t" }),
+    )
+    .await;
+    assert_eq!(reply["error"]["code"], "not_found", "{reply}");
+    // A long poll that nothing answers comes back empty.
+    let reply = command(
+        &mut ws,
+        json!({ "op": "claim", "worker": "w", "wait": "100ms" }),
+    )
+    .await;
+    assert_eq!(reply["items"], json!([]));
+
+    // A worker token may claim, not push; once revoked, its next command is refused and
+    // the socket closes.
+    let (token, id) = server.token(&["queues:work"]).await;
+    let mut worker = util::websocket(&server, "/v1/queues/jobs/socket", &token)
+        .await
+        .unwrap();
+    let reply = command(&mut worker, json!({ "op": "push", "payload": {} })).await;
+    assert_eq!(
+        (&reply["error"]["code"], &reply["error"]["field"]),
+        (&json!("forbidden"), &json!("op")),
+        "{reply}"
+    );
+    let reply = command(&mut worker, json!({ "op": "claim", "worker": "w" })).await;
+    assert_eq!(reply["items"], json!([]), "{reply}");
+    server.revoke(&id).await;
+    let reply = command(&mut worker, json!({ "op": "claim", "worker": "w" })).await;
+    assert_eq!(reply["error"]["code"], "token_revoked", "{reply}");
+    util::assert_closes(&mut worker).await;
 }

@@ -61,14 +61,9 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
 }
 
 fn refuse(e: AuthError) -> Response {
-    let (status, code) = match &e {
-        AuthError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
-        AuthError::Missing => (StatusCode::UNAUTHORIZED, "unauthorized"),
-        AuthError::Invalid => (StatusCode::UNAUTHORIZED, "invalid_token"),
-        AuthError::Expired(_) => (StatusCode::UNAUTHORIZED, "token_expired"),
-        AuthError::Revoked(_) => (StatusCode::UNAUTHORIZED, "token_revoked"),
-    };
-    let mut response = ApiError::new(status, code, e.to_string()).into_response();
+    let refused = refusal(e);
+    let status = refused.status;
+    let mut response = refused.into_response();
     if status == StatusCode::UNAUTHORIZED {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -76,4 +71,16 @@ fn refuse(e: AuthError) -> Response {
         );
     }
     response
+}
+
+/// The error a request (or a socket's message) is refused with.
+pub fn refusal(e: AuthError) -> ApiError {
+    let (status, code) = match &e {
+        AuthError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+        AuthError::Missing => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        AuthError::Invalid => (StatusCode::UNAUTHORIZED, "invalid_token"),
+        AuthError::Expired(_) => (StatusCode::UNAUTHORIZED, "token_expired"),
+        AuthError::Revoked(_) => (StatusCode::UNAUTHORIZED, "token_revoked"),
+    };
+    ApiError::new(status, code, e.to_string())
 }

@@ -11,6 +11,7 @@ mod health;
 pub mod openapi;
 mod plugins;
 mod publish_socket;
+mod queue_socket;
 mod queues;
 mod recipes;
 mod runs;

@@ -10,6 +10,7 @@
 //! to JetStream, and the writer commits them in groups. A client closes after its
 //! last reply: WebSocket allows no reply after the client's close.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use axum::response::Response;
@@ -21,6 +22,7 @@ use super::error::parse_json;
 use super::events::{PublishRequest, Receipt, refused};
 use super::extract::Upgrade;
 use super::{ApiError, AppState};
+use crate::auth::Principal;
 
 /// Events of one socket awaiting their commit; past this the socket is not read
 /// until replies go out, so a fast producer is held back by TCP, not by memory.
@@ -38,13 +40,14 @@ const MAX_MESSAGE: usize = crate::bus::MAX_EVENT_DATA_BYTES + 64 * 1024;
 )]
 pub(super) async fn publish_socket(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Upgrade(ws): Upgrade,
 ) -> Response {
     ws.max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| serve(state, socket))
+        .on_upgrade(move |socket| serve(state, principal, socket))
 }
 
-async fn serve(state: AppState, socket: WebSocket) {
+async fn serve(state: AppState, principal: Principal, socket: WebSocket) {
     let (mut out, mut incoming) = socket.split();
     let mut replies = FuturesOrdered::new();
     let mut reading = true;
@@ -56,6 +59,14 @@ async fn serve(state: AppState, socket: WebSocket) {
                 }
             }
             message = incoming.next(), if reading && replies.len() < IN_FLIGHT => match message {
+                // The token is looked up again for each event: revoked or expired, it
+                // stops the socket at once.
+                Some(Ok(Message::Text(_) | Message::Binary(_)))
+                    if let Err(e) = state.tokens.recheck(&principal) =>
+                {
+                    replies.push_back(futures::future::ready(error(super::auth::refusal(e))).boxed());
+                    reading = false;
+                }
                 Some(Ok(Message::Text(text))) => replies.push_back(publish(&state, text.as_bytes())),
                 Some(Ok(Message::Binary(bytes))) => replies.push_back(publish(&state, &bytes)),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}

@@ -23,6 +23,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(enqueue, list))
         .routes(routes!(show))
         .routes(routes!(claim))
+        .routes(routes!(super::queue_socket::queue_socket))
         .routes(routes!(extend))
         .routes(routes!(ack))
         .routes(routes!(nack))
@@ -48,7 +49,7 @@ impl From<QueueError> for ApiError {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EnqueueRequest {
+pub(super) struct EnqueueRequest {
     payload: Value,
     #[serde(default)]
     priority: i64,
@@ -60,6 +61,19 @@ struct EnqueueRequest {
     ttl: Option<String>,
     #[serde(default)]
     max_attempts: Option<u32>,
+}
+
+impl EnqueueRequest {
+    pub(super) fn into_new(self) -> Result<NewItem, ApiError> {
+        Ok(NewItem {
+            payload: self.payload,
+            priority: self.priority,
+            idempotency_key: self.idempotency_key,
+            delay: duration("delay", self.delay.as_deref())?.unwrap_or_default(),
+            ttl: duration("ttl", self.ttl.as_deref())?,
+            max_attempts: self.max_attempts,
+        })
+    }
 }
 
 /// 201 with the new item, or 200 with the first item of this idempotency key.
@@ -78,15 +92,7 @@ async fn enqueue(
     body: Body,
 ) -> Result<(StatusCode, Json<QueueItem>), ApiError> {
     let req: EnqueueRequest = parse_json(body.0)?;
-    let new = NewItem {
-        payload: req.payload,
-        priority: req.priority,
-        idempotency_key: req.idempotency_key,
-        delay: duration("delay", req.delay.as_deref())?.unwrap_or_default(),
-        ttl: duration("ttl", req.ttl.as_deref())?,
-        max_attempts: req.max_attempts,
-    };
-    let (item, created) = state.queues.enqueue(&queue, new).await?;
+    let (item, created) = state.queues.enqueue(&queue, req.into_new()?).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -219,7 +225,7 @@ struct QueueSummary {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ClaimRequest {
+pub(super) struct ClaimRequest {
     worker: String,
     #[serde(default)]
     lease: Option<String>,
@@ -250,6 +256,15 @@ async fn claim(
     body: Body,
 ) -> Result<Json<Claimed>, ApiError> {
     let req: ClaimRequest = parse_json(body.0)?;
+    Ok(Json(claim_items(&state, &queue, req).await?))
+}
+
+/// Claim as `req` asks; shutdown ends a long poll with nothing claimed.
+pub(super) async fn claim_items(
+    state: &AppState,
+    queue: &str,
+    req: ClaimRequest,
+) -> Result<Claimed, ApiError> {
     let claim = Claim {
         worker: req.worker,
         lease: duration("lease", req.lease.as_deref())?,
@@ -257,21 +272,20 @@ async fn claim(
         max: req.max,
     };
     let items = tokio::select! {
-        items = state.queues.claim(&queue, claim) => items?,
-        // Shutdown ends a long poll with nothing claimed.
+        items = state.queues.claim(queue, claim) => items?,
         () = state.shutdown.cancelled() => Vec::new(),
     };
-    Ok(Json(Claimed { items }))
+    Ok(Claimed { items })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-struct Claimed {
+pub(super) struct Claimed {
     items: Vec<QueueItem>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LeaseRequest {
+pub(super) struct LeaseRequest {
     lease_token: String,
     #[serde(default)]
     lease: Option<String>,
@@ -291,18 +305,27 @@ async fn extend(
     Path((queue, id)): Path<(String, String)>,
     body: Body,
 ) -> Result<Json<QueueItem>, ApiError> {
-    let req: LeaseRequest = parse_json(body.0)?;
+    Ok(Json(
+        extend_lease(&state, &queue, &id, parse_json(body.0)?).await?,
+    ))
+}
+
+pub(super) async fn extend_lease(
+    state: &AppState,
+    queue: &str,
+    id: &str,
+    req: LeaseRequest,
+) -> Result<QueueItem, ApiError> {
     let lease = duration("lease", req.lease.as_deref())?;
-    let item = state
+    Ok(state
         .queues
-        .extend(&queue, &id, &req.lease_token, lease)
-        .await?;
-    Ok(Json(item))
+        .extend(queue, id, &req.lease_token, lease)
+        .await?)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AckRequest {
+pub(super) struct AckRequest {
     lease_token: String,
     #[serde(default)]
     result: Value,
@@ -322,17 +345,26 @@ async fn ack(
     Path((queue, id)): Path<(String, String)>,
     body: Body,
 ) -> Result<Json<QueueItem>, ApiError> {
-    let req: AckRequest = parse_json(body.0)?;
-    let item = state
+    Ok(Json(
+        ack_item(&state, &queue, &id, parse_json(body.0)?).await?,
+    ))
+}
+
+pub(super) async fn ack_item(
+    state: &AppState,
+    queue: &str,
+    id: &str,
+    req: AckRequest,
+) -> Result<QueueItem, ApiError> {
+    Ok(state
         .queues
-        .ack(&queue, &id, &req.lease_token, req.result)
-        .await?;
-    Ok(Json(item))
+        .ack(queue, id, &req.lease_token, req.result)
+        .await?)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NackRequest {
+pub(super) struct NackRequest {
     lease_token: String,
     reason: String,
     /// `false`: straight to the dead-letter list.
@@ -358,12 +390,22 @@ async fn nack(
     Path((queue, id)): Path<(String, String)>,
     body: Body,
 ) -> Result<Json<QueueItem>, ApiError> {
-    let req: NackRequest = parse_json(body.0)?;
+    Ok(Json(
+        nack_item(&state, &queue, &id, parse_json(body.0)?).await?,
+    ))
+}
+
+pub(super) async fn nack_item(
+    state: &AppState,
+    queue: &str,
+    id: &str,
+    req: NackRequest,
+) -> Result<QueueItem, ApiError> {
     let item = state
         .queues
-        .nack(&queue, &id, &req.lease_token, req.reason, req.retry)
+        .nack(queue, id, &req.lease_token, req.reason, req.retry)
         .await?;
-    Ok(Json(item))
+    Ok(item)
 }
 
 #[utoipa::path(

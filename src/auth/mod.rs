@@ -24,6 +24,8 @@ pub const ADMIN_TOKEN_ENV: &str = "SWITCHYARD_ADMIN_TOKEN";
 /// Where the first start writes the admin token it made (mode 0600), for the CLI on
 /// the same machine.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// The token id of the admin token from [`ADMIN_TOKEN_ENV`] (stored ids are ULIDs).
+const ENV_TOKEN_ID: &str = "env";
 
 /// A token as the API shows it (never its secret).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -249,7 +251,7 @@ impl Tokens {
             && bool::from(sha256(presented.as_bytes()).ct_eq(env))
         {
             return Ok(Principal {
-                token_id: "env".into(),
+                token_id: ENV_TOKEN_ID.into(),
                 scopes: vec!["admin".into()],
             });
         }
@@ -262,14 +264,30 @@ impl Tokens {
         if !bool::from(sha256(secret.as_bytes()).ct_eq(&record.hash[..])) {
             return Err(AuthError::Invalid);
         }
-        match status(record, chrono::Utc::now()) {
-            "revoked" => Err(AuthError::Revoked(record.id.clone())),
-            "expired" => Err(AuthError::Expired(record.id.clone())),
-            _ => Ok(Principal {
-                token_id: record.id.clone(),
-                scopes: record.scopes.clone(),
-            }),
+        valid(record)?;
+        Ok(Principal {
+            token_id: record.id.clone(),
+            scopes: record.scopes.clone(),
+        })
+    }
+
+    /// Whether the token `principal` was verified with is still valid: a connection
+    /// that outlives a request (a socket) asks before each message, so that expiry and
+    /// revocation cut it off at once.
+    pub fn recheck(&self, principal: &Principal) -> Result<(), AuthError> {
+        if principal.token_id == ENV_TOKEN_ID {
+            return Ok(());
         }
+        let by_id = self.by_id.read().unwrap();
+        valid(by_id.get(&principal.token_id).ok_or(AuthError::Invalid)?)
+    }
+}
+
+fn valid(record: &TokenRecord) -> Result<(), AuthError> {
+    match status(record, chrono::Utc::now()) {
+        "revoked" => Err(AuthError::Revoked(record.id.clone())),
+        "expired" => Err(AuthError::Expired(record.id.clone())),
+        _ => Ok(()),
     }
 }
 

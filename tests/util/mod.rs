@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The admin token every test server accepts (`SWITCHYARD_ADMIN_TOKEN`).
 pub const ADMIN_TOKEN: &str = "test-admin-token-not-secret";
@@ -279,6 +279,24 @@ impl Server {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Make an API token with `scopes`: its secret and its id.
+    pub async fn token(&self, scopes: &[&str]) -> (String, String) {
+        let (status, body) = self
+            .post("/v1/tokens", &json!({ "name": "test", "scopes": scopes }))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let field = |name: &str| body[name].as_str().unwrap().to_owned();
+        (field("token"), field("id"))
+    }
+
+    /// Revoke the API token `id`.
+    pub async fn revoke(&self, id: &str) {
+        let (status, body) = self
+            .post(&format!("/v1/tokens/{id}/revoke"), &json!({}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     /// Call a plugin export through the API.
     pub async fn call(&self, plugin: &str, export: &str, input: Value) -> (u16, Value) {
         self.post(
@@ -426,6 +444,19 @@ pub async fn next_json(ws: &mut WebSocket) -> Value {
         .expect("the socket is open")
         .expect("a message");
     serde_json::from_str(message.to_text().expect("a text message")).expect("JSON")
+}
+
+/// Wait for `ws` to be closed by the server.
+pub async fn assert_closes(ws: &mut WebSocket) {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let next = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("closed within 5 s");
+    assert!(
+        matches!(next, None | Some(Ok(Message::Close(_)) | Err(_))),
+        "{next:?}"
+    );
 }
 
 /// Open a WebSocket on `path` of `server` with `token`; the handshake's refusal
