@@ -27,7 +27,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 mod common;
-use common::{Proc, free_port, percentile, repo, start_switchyard};
+use common::{Proc, free_port, percentile, repo, selected, start_switchyard};
 
 /// Counts live heap bytes, for the per-session memory figure.
 struct CountingAlloc;
@@ -140,14 +140,6 @@ fn main() {
 }
 
 /// Is section `name` selected on the command line (none selected = all)?
-fn selected(name: &str) -> bool {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    args.is_empty() || args.iter().any(|a| a == name)
-}
-
 async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let (_sy, sy_url) = start_switchyard(dir.path()).await;
@@ -335,15 +327,8 @@ struct SocketPublisher {
 impl SocketPublisher {
     async fn connect(sy_url: &str) -> Arc<Self> {
         use futures::SinkExt;
-        use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
-        let mut req = format!("{}/v1/events/publish", sy_url.replacen("http", "ws", 1))
-            .into_client_request()
-            .unwrap();
-        req.headers_mut().insert(
-            "authorization",
-            format!("Bearer {}", common::TOKEN).parse().unwrap(),
-        );
-        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        use tokio_tungstenite::tungstenite::Message;
+        let ws = common::websocket(sy_url, "/v1/events/publish").await;
         let (mut sink, mut stream) = ws.split();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {

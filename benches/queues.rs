@@ -34,52 +34,75 @@ fn main() {
 
 async fn run() {
     println!("## Queues (`cargo bench --bench queues`)\n");
-    let mut ours = Vec::new();
-    for durability in ["normal", "full"] {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("recipes")).unwrap();
-        std::fs::write(
-            dir.path().join("switchyard.toml"),
-            format!("[store]\ndurability = \"{durability}\"\n"),
-        )
-        .unwrap();
-        let (server, url) = start_switchyard(dir.path()).await;
-        let mut figures = Vec::new();
-        for workers in WORKERS {
-            figures.push(measure(workers, switchyard_cycle(url.clone())).await);
-        }
-        drop(server);
-        ours.push(figures);
-    }
-    let mut redis = Vec::new();
-    for fsync in ["everysec", "always"] {
-        let rdir = tempfile::tempdir().unwrap();
-        let (proc, client) = start_redis(rdir.path(), fsync).await;
-        let mut figures = Vec::new();
-        for workers in WORKERS {
-            figures.push(measure(workers, redis_cycle(client.clone())).await);
-        }
-        drop(proc);
-        redis.push(figures);
-    }
+    // Plain arguments narrow the run: `normal`/`full` (with its Redis twin), worker
+    // counts, and `switchyard` to skip Redis (for comparing two builds).
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let counts: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let workers: Vec<usize> = WORKERS
+        .into_iter()
+        .filter(|w| counts.is_empty() || counts.contains(w))
+        .collect();
+    let with_redis = !args.iter().any(|a| a == "switchyard");
+    let narrowed = args.iter().any(|a| a == "normal" || a == "full");
     println!(
-        "| workers | Switchyard normal | Redis AOF everysec | ratio | Switchyard full | Redis AOF always | ratio |"
+        "| durability | workers | Switchyard HTTP | Switchyard socket | Redis | ratio HTTP | ratio socket |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for (i, workers) in WORKERS.iter().enumerate() {
-        let (normal, full) = (ours[0][i], ours[1][i]);
-        let (every, always) = (redis[0][i], redis[1][i]);
-        println!(
-            "| {workers} | {normal:.0} | {every:.0} | {:.2}× | {full:.0} | {always:.0} | {:.2}× |",
-            normal / every,
-            full / always
-        );
+    for (durability, fsync) in [("normal", "everysec"), ("full", "always")] {
+        if narrowed && !args.iter().any(|a| a == durability) {
+            continue;
+        }
+        let (http, socket) = switchyard(durability, &workers).await;
+        let redis = match with_redis {
+            true => redis(fsync, &workers).await,
+            false => vec![f64::NAN; workers.len()],
+        };
+        let label = format!("{durability} / AOF {fsync}");
+        for (i, w) in workers.iter().enumerate() {
+            let (http, socket, redis) = (http[i], socket[i], redis[i]);
+            println!(
+                "| {label} | {w} | {http:.0} | {socket:.0} | {redis:.0} | {:.2}× | {:.2}× |",
+                http / redis,
+                socket / redis
+            );
+        }
     }
     println!();
 }
 
-/// Cycles per second with `workers` workers running `cycle` for [`MEASURE`] (after a
-/// one-second warm-up).
+/// Cycles per second of a Switchyard server with `durability`, at each worker count:
+/// over HTTP requests, then over the queue's worker socket.
+async fn switchyard(durability: &str, workers: &[usize]) -> (Vec<f64>, Vec<f64>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("recipes")).unwrap();
+    std::fs::write(
+        dir.path().join("switchyard.toml"),
+        format!("[store]\ndurability = \"{durability}\"\n"),
+    )
+    .unwrap();
+    let (_server, url) = start_switchyard(dir.path()).await;
+    let (mut http, mut socket) = (Vec::new(), Vec::new());
+    for &w in workers {
+        http.push(measure(w, switchyard_cycle(url.clone())).await);
+        socket.push(measure(w, socket_cycle(url.clone(), w)).await);
+    }
+    (http, socket)
+}
+
+/// Cycles per second of Redis with `appendfsync fsync`, at each worker count.
+async fn redis(fsync: &str, workers: &[usize]) -> Vec<f64> {
+    let dir = tempfile::tempdir().unwrap();
+    let (_proc, client) = start_redis(dir.path(), fsync).await;
+    let mut figures = Vec::new();
+    for &w in workers {
+        figures.push(measure(w, redis_cycle(client.clone())).await);
+    }
+    figures
+}
+
 async fn measure<F, Fut>(workers: usize, cycle: F) -> f64
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
@@ -152,6 +175,54 @@ fn switchyard_cycle(
                 json!({ "lease_token": item["lease_token"], "result": { "ok": true } }),
             )
             .await;
+        })
+    }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The same cycle on `/v1/queues/bench/socket`: each worker on a socket of its own,
+/// opened by its first cycle.
+fn socket_cycle(
+    url: String,
+    workers: usize,
+) -> impl Fn(usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone {
+    let sockets: Arc<Vec<tokio::sync::Mutex<Option<Socket>>>> =
+        Arc::new((0..workers).map(|_| Default::default()).collect());
+    move |w| {
+        let (sockets, url) = (sockets.clone(), url.clone());
+        Box::pin(async move {
+            use futures::{SinkExt, StreamExt};
+            use tokio_tungstenite::tungstenite::Message;
+            let mut slot = sockets[w].lock().await;
+            if slot.is_none() {
+                *slot = Some(common::websocket(&url, "/v1/queues/bench/socket").await);
+            }
+            let ws = slot.as_mut().unwrap();
+            let mut call = async |command: Value| {
+                ws.send(Message::text(command.to_string())).await.unwrap();
+                loop {
+                    match ws.next().await.unwrap().unwrap() {
+                        Message::Text(text) => {
+                            let reply: Value = serde_json::from_str(&text).unwrap();
+                            assert!(reply.get("error").is_none(), "{command}: {reply}");
+                            return reply;
+                        }
+                        Message::Ping(_) | Message::Pong(_) => continue,
+                        other => panic!("{command}: {other:?}"),
+                    }
+                }
+            };
+            call(json!({ "op": "push", "payload": { "worker": w } })).await;
+            let claimed = call(
+                json!({ "op": "claim", "worker": format!("w{w}"), "lease": "30s", "wait": "1s" }),
+            )
+            .await;
+            let item = &claimed["items"][0];
+            let id = item["id"].as_str().expect("an item to claim");
+            call(json!({ "op": "ack", "id": id, "lease_token": item["lease_token"], "result": { "ok": true } }))
+                .await;
         })
     }
 }

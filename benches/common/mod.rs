@@ -23,6 +23,30 @@ pub fn http(max_idle: usize) -> reqwest::Client {
         .unwrap()
 }
 
+/// A WebSocket to `path` on the server at `url` (`http://…`), sending [`TOKEN`].
+pub async fn websocket(
+    url: &str,
+    path: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("{}{path}", url.replacen("http", "ws", 1))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// Whether the section `name` was asked for: the bench's plain arguments name the
+/// sections to run (`cargo bench --bench X -- name…`); none runs them all.
+pub fn selected(name: &str) -> bool {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    args.is_empty() || args.iter().any(|a| a == name)
+}
+
 /// The `p` quantile (0.5 = median) of samples sorted ascending.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
@@ -72,8 +96,9 @@ impl Drop for Proc {
     }
 }
 
-/// Start `switchyard serve` (this build, release) with echo-agent on `dir`, configured
-/// by `dir/switchyard.toml` if there is one.
+/// Start `switchyard serve` (this build, release, or the binary named by
+/// `BENCH_SWITCHYARD`, to compare two builds in one run) with echo-agent on `dir`,
+/// configured by `dir/switchyard.toml` if there is one.
 pub async fn start_switchyard(dir: &std::path::Path) -> (Proc, String) {
     let plugins = dir.join("plugins/echo-agent");
     std::fs::create_dir_all(&plugins).unwrap();
@@ -82,24 +107,27 @@ pub async fn start_switchyard(dir: &std::path::Path) -> (Proc, String) {
     }
     let port = free_port();
     let child = Proc::spawn(
-        Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--plugins")
-            .arg(dir.join("plugins"))
-            .arg("--recipes")
-            .arg(dir.join("recipes"))
-            .env("SWITCHYARD_CONFIG", {
-                let config = dir.join("switchyard.toml");
-                if !config.exists() {
-                    std::fs::write(&config, "").unwrap();
-                }
-                config
-            })
-            .env("SWITCHYARD_LOG", "warn")
-            .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
-            .stdout(Stdio::null()),
+        Command::new(
+            std::env::var_os("BENCH_SWITCHYARD")
+                .unwrap_or_else(|| env!("CARGO_BIN_EXE_switchyard").into()),
+        )
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--plugins")
+        .arg(dir.join("plugins"))
+        .arg("--recipes")
+        .arg(dir.join("recipes"))
+        .env("SWITCHYARD_CONFIG", {
+            let config = dir.join("switchyard.toml");
+            if !config.exists() {
+                std::fs::write(&config, "").unwrap();
+            }
+            config
+        })
+        .env("SWITCHYARD_LOG", "warn")
+        .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
+        .stdout(Stdio::null()),
     )
     .expect("start switchyard");
     let url = format!("http://127.0.0.1:{port}");
