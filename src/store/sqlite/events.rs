@@ -67,7 +67,7 @@ impl EventLog for SqliteStore {
         data: String,
     ) -> BoxFuture<'static, Result<Arc<Event>, StoreError>> {
         // One INSERT: no savepoint needed to undo it alone.
-        Box::pin(self.write_events_undone(Undo::Statement, move |c, out| {
+        Box::pin(self.write_events_undone(Undo::Group, move |c, out| {
             let e = Arc::new(insert_event(c, event, data)?);
             out.push(e.clone());
             Ok(e)

@@ -265,8 +265,8 @@ impl SqliteStore {
         self.write_events_undone(writer::Undo::Savepoint, f)
     }
 
-    /// [`SqliteStore::write_events`] for a write of one statement (see
-    /// [`writer::Undo::Statement`]).
+    /// [`SqliteStore::write_events`] for a write that fails only when SQLite does (see
+    /// [`writer::Undo::Group`]).
     fn write_events_undone<T, F>(
         &self,
         undo: writer::Undo,

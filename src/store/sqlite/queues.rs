@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::events::record_event;
+use super::writer::Undo;
 use super::{CachedStatements, SqliteStore};
 use crate::bus::Event;
 use crate::store::{ItemChange, QueueItem, QueueStore, StoreError};
@@ -157,6 +158,8 @@ fn select(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Queue writes take no savepoint (`Undo::Group`): each fails only when SQLite does,
+/// since a refused change is an `Ok` (`change_item`) or leaves the item out (`apply`).
 #[async_trait::async_trait]
 impl QueueStore for SqliteStore {
     async fn enqueue_item(
@@ -164,7 +167,7 @@ impl QueueStore for SqliteStore {
         item: QueueItem,
         event: crate::bus::NewEvent,
     ) -> Result<(QueueItem, bool), StoreError> {
-        self.write_events(move |c, events| {
+        self.write_events_undone(Undo::Group, move |c, events| {
             if let Some(key) = &item.idempotency_key {
                 let existing = c
                     .one(&BY_KEY, params![item.queue, key], item_row)
@@ -208,7 +211,7 @@ impl QueueStore for SqliteStore {
         mut change: ItemChange,
     ) -> Result<Option<Result<QueueItem, String>>, StoreError> {
         let (queue, id) = (queue.to_owned(), id.to_owned());
-        self.write_events(move |c, events| {
+        self.write_events_undone(Undo::Group, move |c, events| {
             let item = c.one(&BY_ID, params![queue, id], item_row).optional()?;
             let Some(item) = item else { return Ok(None) };
             match change(item) {
@@ -231,7 +234,7 @@ impl QueueStore for SqliteStore {
         mut change: ItemChange,
     ) -> Result<Vec<QueueItem>, StoreError> {
         let queue = queue.to_owned();
-        self.write_events(move |c, events| {
+        self.write_events_undone(Undo::Group, move |c, events| {
             let ready = select(c, &CLAIMABLE, params![queue, now, limit as i64])?;
             apply(c, ready, &mut change, events)
         })
@@ -244,7 +247,7 @@ impl QueueStore for SqliteStore {
         limit: usize,
         mut change: ItemChange,
     ) -> Result<Vec<QueueItem>, StoreError> {
-        self.write_events(move |c, events| {
+        self.write_events_undone(Undo::Group, move |c, events| {
             let due = select(c, &DUE, params![now, limit as i64])?;
             apply(c, due, &mut change, events)
         })

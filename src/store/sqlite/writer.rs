@@ -28,7 +28,7 @@ const MAX_GROUP: usize = 1024;
 
 /// Runs one write inside the group's transaction (or learns why there is none) and
 /// returns how to answer its caller once the commit outcome is known, and whether it
-/// left changes it could not undo (see [`Undo::Statement`]).
+/// left changes it could not undo (see [`Undo::Group`]).
 type Job = Box<dyn FnOnce(Result<&Connection, &rusqlite::Error>) -> (Reply, bool) + Send>;
 type Reply = Box<dyn FnOnce(Result<(), &rusqlite::Error>) + Send>;
 
@@ -37,12 +37,15 @@ type Reply = Box<dyn FnOnce(Result<(), &rusqlite::Error>) + Send>;
 pub enum Undo {
     /// Roll back to a savepoint taken before it: any write.
     Savepoint,
-    /// Nothing to roll back: the write runs one statement that changes rows, and SQLite
-    /// undoes a failed statement by itself. Spares the savepoint, which copies every
-    /// page the write touches (an event append: ~a tenth of its cost). Should such a
-    /// write fail after changing rows anyway, its whole group is rolled back and
-    /// answered with an error: nothing half-done is committed.
-    Statement,
+    /// No savepoint: the write fails only when SQLite does (it answers a refusal as an
+    /// `Ok` value), and SQLite undoes a failed statement by itself, so a write of one
+    /// statement fails alone. One that fails after changing rows takes its whole group
+    /// down: the group is rolled back and answered with an error, nothing half-done is
+    /// committed. The errors that can do that (disk full, I/O) may roll back the whole
+    /// transaction in SQLite anyway. Spares the savepoint, which copies every page the
+    /// write touches: an event append, ~a tenth of its cost; a queue transition, a
+    /// fifth of the writer's CPU.
+    Group,
 }
 
 /// A handle on the writer thread; cheap to clone.
@@ -128,7 +131,7 @@ impl Writer {
             let result = match tx {
                 Ok(tx) => match undo {
                     Undo::Savepoint => in_savepoint(tx, f),
-                    Undo::Statement => {
+                    Undo::Group => {
                         let before = tx.total_changes();
                         let result = f(tx);
                         half_done = result.is_err() && tx.total_changes() != before;
@@ -324,15 +327,15 @@ mod tests {
         running.await.unwrap();
     }
 
-    /// A one-statement write skips its savepoint: failing, it still rolls back alone.
-    /// A write that claimed to be one statement but failed after changing rows takes its
-    /// group down with it rather than commit half of it.
+    /// A write without a savepoint: of one statement, failing, it still rolls back
+    /// alone; failing after changing rows, it takes its group down with it rather than
+    /// commit half of it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn statement_writes_fail_alone_and_half_done_groups_roll_back() {
+    async fn writes_without_savepoint_fail_alone_or_roll_their_group_back() {
         let (w, _dir) = writer();
         let insert = |n: i64| {
             w.submit(
-                Undo::Statement,
+                Undo::Group,
                 move |c| Ok(c.execute("INSERT INTO t (n) VALUES (?1)", [n])?),
                 |_| {},
             )
@@ -355,7 +358,7 @@ mod tests {
         hold(&w).await;
         let fine = insert(3);
         let half_done = w.submit(
-            Undo::Statement,
+            Undo::Group,
             |c| {
                 c.execute("INSERT INTO t (n) VALUES (4)", [])?;
                 Ok(c.execute("INSERT INTO t (n) VALUES (1)", [])?)
