@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 use rusqlite::{OptionalExtension, params};
 
 use super::events::record_event;
+use super::writer::Undo;
 use super::{CachedStatements, SqliteStore};
 use crate::store::{
     AnnounceFinished, AnnounceInterrupted, AnnounceQueued, AnnounceSession, AnnounceTaken,
@@ -77,6 +78,9 @@ static NEXT_QUEUED: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The writes of a turn (create, enqueue, take, finish) take no savepoint
+/// (`Undo::Group`): each fails only when SQLite does; a full queue or a message gone is
+/// an `Ok` answer.
 #[async_trait::async_trait]
 impl SessionStore for SqliteStore {
     /// Create a session, with the event `announce` makes of it; `Ok(None)` if the key
@@ -86,7 +90,7 @@ impl SessionStore for SqliteStore {
         record: SessionRecord,
         announce: AnnounceSession,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        self.write_events(move |c, events| {
+        self.write_events_undone(Undo::Group, move |c, events| {
             let inserted = c.exec(
                 "INSERT INTO sessions (id, key, adapter, config, created_at, updated_at, system)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (key) DO NOTHING",
@@ -158,7 +162,7 @@ impl SessionStore for SqliteStore {
         announce: AnnounceQueued,
     ) -> Result<Option<(MessageRecord, u64)>, StoreError> {
         let session_id = session_id.to_owned();
-        self.write_events(move |c, events| {
+        self.write_events_undone(Undo::Group, move |c, events| {
             let queued: i64 = c.one(QUEUED, [&session_id], |r| r.get(0))?;
             if queued as usize >= max_queued {
                 return Ok(None);
@@ -200,7 +204,7 @@ impl SessionStore for SqliteStore {
         announce: AnnounceTaken,
     ) -> Result<Option<MessageRecord>, StoreError> {
         let session_id = session_id.to_owned();
-        self.write_events(move |c, events| {
+        self.write_events_undone(Undo::Group, move |c, events| {
             let next = c.one(&NEXT_QUEUED, [&session_id], message_row).optional()?;
             let Some(mut next) = next else {
                 return Ok(None);
@@ -250,7 +254,7 @@ impl SessionStore for SqliteStore {
         announce: AnnounceFinished,
     ) -> Result<Option<MessageRecord>, StoreError> {
         let (session_id, message_id) = (session_id.to_owned(), message_id.to_owned());
-        self.write_events(move |c, events| {
+        self.write_events_undone(Undo::Group, move |c, events| {
             let now = crate::time::now_rfc3339();
             let turn: Option<i64> = c
                 .one(
