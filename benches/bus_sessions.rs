@@ -139,7 +139,6 @@ fn main() {
     rt.block_on(run());
 }
 
-/// Is section `name` selected on the command line (none selected = all)?
 async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let (_sy, sy_url) = start_switchyard(dir.path()).await;

@@ -36,10 +36,7 @@ async fn run() {
     println!("## Queues (`cargo bench --bench queues`)\n");
     // Plain arguments narrow the run: `normal`/`full` (with its Redis twin), worker
     // counts, and `switchyard` to skip Redis (for comparing two builds).
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let args = common::plain_args();
     let counts: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let workers: Vec<usize> = WORKERS
         .into_iter()

@@ -9,21 +9,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use util::Server;
 
-/// Make a token through the API; its secret.
-async fn token(server: &Server, scopes: &[&str], ttl: Option<&str>) -> (String, String) {
-    let (status, body) = server
-        .post(
-            "/v1/tokens",
-            &json!({ "name": "test", "scopes": scopes, "ttl": ttl }),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    (
-        body["token"].as_str().unwrap().to_owned(),
-        body["id"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// Send `method path` with `token` (none: no header); the status and error code.
 async fn call(server: &Server, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let client = reqwest::Client::new();
@@ -59,15 +44,12 @@ async fn every_route_refuses_missing_wrong_scope_expired_and_revoked_tokens() {
     let (status, doc) = server.get("/v1/openapi.json").await;
     assert_eq!(status, 200);
 
-    let (expired, _) = token(&server, &["admin"], Some("1s")).await;
-    let (revoked, revoked_id) = token(&server, &["admin"], None).await;
-    let (status, _) = server
-        .post(&format!("/v1/tokens/{revoked_id}/revoke"), &json!({}))
-        .await;
-    assert_eq!(status, 200);
+    let (expired, _) = server.token(&["admin"], Some("1s")).await;
+    let (revoked, revoked_id) = server.token(&["admin"], None).await;
+    server.revoke(&revoked_id).await;
     // Two narrow tokens: each route is called with one that lacks its scope.
-    let (metrics_only, _) = token(&server, &["metrics:read"], None).await;
-    let (bus_only, _) = token(&server, &["bus:read"], None).await;
+    let (metrics_only, _) = server.token(&["metrics:read"], None).await;
+    let (bus_only, _) = server.token(&["bus:read"], None).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let mut public = Vec::new();
@@ -128,7 +110,7 @@ async fn every_route_refuses_missing_wrong_scope_expired_and_revoked_tokens() {
             let right = if needed.is_empty() {
                 bus_only.clone()
             } else {
-                token(&server, &needed, None).await.0
+                server.token(&needed, None).await.0
             };
             let (status, _) = call(&server, &method, &path, Some(&right)).await;
             assert!(

@@ -304,7 +304,7 @@ async fn the_publishing_socket_needs_bus_write_and_a_websocket_and_a_live_token(
     use futures::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     let server = Server::start(&[]).await;
-    let (reader, _) = server.token(&["bus:read"]).await;
+    let (reader, _) = server.token(&["bus:read"], None).await;
     let (status, body) = util::websocket(&server, "/v1/events/publish", &reader)
         .await
         .expect_err("refused");
@@ -312,7 +312,7 @@ async fn the_publishing_socket_needs_bus_write_and_a_websocket_and_a_live_token(
 
     // A token revoked while its socket is open: the next event is refused, and the
     // socket closes.
-    let (writer, id) = server.token(&["bus:write"]).await;
+    let (writer, id) = server.token(&["bus:write"], None).await;
     let mut ws = util::websocket(&server, "/v1/events/publish", &writer)
         .await
         .unwrap();

@@ -485,7 +485,7 @@ async fn a_worker_socket_pushes_claims_acks_and_nacks_in_order() {
 
     // A worker token may claim, not push; once revoked, its next command is refused and
     // the socket closes.
-    let (token, id) = server.token(&["queues:work"]).await;
+    let (token, id) = server.token(&["queues:work"], None).await;
     let mut worker = util::websocket(&server, "/v1/queues/jobs/socket", &token)
         .await
         .unwrap();

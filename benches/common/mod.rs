@@ -37,13 +37,19 @@ pub async fn websocket(
     tokio_tungstenite::connect_async(req).await.unwrap().0
 }
 
-/// Whether the section `name` was asked for: the bench's plain arguments name the
-/// sections to run (`cargo bench --bench X -- name…`); none runs them all.
-pub fn selected(name: &str) -> bool {
-    let args: Vec<String> = std::env::args()
+/// The bench's plain arguments (`cargo bench --bench X -- a b…`), without cargo's
+/// `--bench` flag.
+pub fn plain_args() -> Vec<String> {
+    std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
-        .collect();
+        .collect()
+}
+
+/// Whether the section `name` was asked for: the plain arguments name the sections to
+/// run; none runs them all.
+pub fn selected(name: &str) -> bool {
+    let args = plain_args();
     args.is_empty() || args.iter().any(|a| a == name)
 }
 

@@ -38,26 +38,31 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
         None => Err(AuthError::Missing),
         Some(token) => guard.tokens.verify(token),
     };
-    match principal {
-        Ok(p) if scope::allows(&p.scopes, &needed) => {
+    match principal.and_then(|p| require(&p, &needed).map(|()| p)) {
+        Ok(p) => {
             req.extensions_mut().insert::<Principal>(p);
             next.run(req).await
         }
-        Ok(p) => refuse(AuthError::Forbidden {
-            needed: needed
-                .iter()
-                .map(|s| format!("`{s}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            held: p
-                .scopes
-                .iter()
-                .map(|s| format!("`{s}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        }),
         Err(e) => refuse(e),
     }
+}
+
+/// Whether `principal` holds the scopes `needed`; `Forbidden`, naming both, if not.
+pub fn require(principal: &Principal, needed: &[String]) -> Result<(), AuthError> {
+    if scope::allows(&principal.scopes, needed) {
+        return Ok(());
+    }
+    let list = |scopes: &[String]| {
+        scopes
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(AuthError::Forbidden {
+        needed: list(needed),
+        held: list(&principal.scopes),
+    })
 }
 
 fn refuse(e: AuthError) -> Response {

@@ -27,7 +27,7 @@ use super::error::parse_json;
 use super::extract::{Path, Upgrade};
 use super::queues::{EnqueueRequest, ack_item, claim_items, extend_lease, nack_item};
 use super::{ApiError, AppState};
-use crate::auth::{Principal, scope};
+use crate::auth::Principal;
 
 /// Largest command: an item's payload and result are bounded like an HTTP body.
 const MAX_MESSAGE: usize = 2 * 1024 * 1024;
@@ -96,14 +96,8 @@ async fn run(
     let op = take_text(&mut fields, "op")?;
     Ok(match op.as_str() {
         "push" => {
-            if !scope::allows(&principal.scopes, &["queues:write".into()]) {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "`push` needs a token with `queues:write`",
-                )
-                .with_field("op"));
-            }
+            super::auth::require(principal, &["queues:write".into()])
+                .map_err(|e| super::auth::refusal(e).with_field("op"))?;
             let new = rest::<EnqueueRequest>(fields)?.into_new()?;
             let (item, created) = state.queues.enqueue(queue, new).await?;
             json!({ "item": item, "created": created })

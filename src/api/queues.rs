@@ -401,11 +401,10 @@ pub(super) async fn nack_item(
     id: &str,
     req: NackRequest,
 ) -> Result<QueueItem, ApiError> {
-    let item = state
+    Ok(state
         .queues
         .nack(queue, id, &req.lease_token, req.reason, req.retry)
-        .await?;
-    Ok(item)
+        .await?)
 }
 
 #[utoipa::path(

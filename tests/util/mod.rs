@@ -279,10 +279,14 @@ impl Server {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
-    /// Make an API token with `scopes`: its secret and its id.
-    pub async fn token(&self, scopes: &[&str]) -> (String, String) {
+    /// Make an API token with `scopes` (and a `ttl` such as `"1s"`): its secret and
+    /// its id.
+    pub async fn token(&self, scopes: &[&str], ttl: Option<&str>) -> (String, String) {
         let (status, body) = self
-            .post("/v1/tokens", &json!({ "name": "test", "scopes": scopes }))
+            .post(
+                "/v1/tokens",
+                &json!({ "name": "test", "scopes": scopes, "ttl": ttl }),
+            )
             .await;
         assert_eq!(status, 201, "{body}");
         let field = |name: &str| body[name].as_str().unwrap().to_owned();

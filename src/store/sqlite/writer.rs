@@ -4,8 +4,8 @@
 //! hundreds share a sync.
 //!
 //! A failing write rolls back alone and the rest of its group still commits: each write
-//! runs inside its own savepoint, except a write of one statement, which SQLite undoes
-//! by itself (see [`Undo`]). A write's caller is answered only after the group's
+//! runs inside its own savepoint, except a write that fails only when SQLite does
+//! (see [`Undo::Group`]). A write's caller is answered only after the group's
 //! COMMIT returned: an `Ok` means the write is on disk.
 //!
 //! The writer also finishes checkpoints when asked (see `request_checkpoint`): only a
