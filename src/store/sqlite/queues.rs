@@ -108,7 +108,9 @@ const SAVE: &str = "UPDATE queue_items SET status = ?2, attempts = ?3, available
          updated_at = ?10, priority = ?11, expires_at = ?12, max_attempts = ?13
      WHERE id = ?1";
 
-fn save(c: &Connection, item: &QueueItem) -> Result<(), StoreError> {
+/// Save `item`, which had status `was`.
+fn save(c: &Connection, was: &str, item: &QueueItem) -> Result<(), StoreError> {
+    count(c, &item.queue, Some(was), Some(&item.status))?;
     c.exec(
         SAVE,
         params![
@@ -130,6 +132,39 @@ fn save(c: &Connection, item: &QueueItem) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Move one item of `queue` from status `from` to status `to` in `queue_counts` (`None`:
+/// the item is new, or gone). Each statement changes one row, so SQLite needs no
+/// statement journal for it (see migration 11).
+fn count(
+    c: &Connection,
+    queue: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(), StoreError> {
+    if from == to {
+        return Ok(());
+    }
+    if let Some(from) = from {
+        c.exec(
+            "UPDATE queue_counts SET n = n - 1 WHERE queue = ?1 AND status = ?2",
+            params![queue, from],
+        )?;
+    }
+    if let Some(to) = to {
+        let counted = c.exec(
+            "UPDATE queue_counts SET n = n + 1 WHERE queue = ?1 AND status = ?2",
+            params![queue, to],
+        )?;
+        if counted == 0 {
+            c.exec(
+                "INSERT INTO queue_counts (queue, status, n) VALUES (?1, ?2, 1)",
+                params![queue, to],
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Apply `change` to each of `items`; the ones it accepted, saved with their events.
 fn apply(
     c: &Connection,
@@ -139,8 +174,9 @@ fn apply(
 ) -> Result<Vec<QueueItem>, StoreError> {
     let mut out = Vec::with_capacity(items.len());
     for item in items {
+        let was = item.status.clone();
         if let Ok((changed, event)) = change(item) {
-            save(c, &changed)?;
+            save(c, &was, &changed)?;
             record_event(c, event, events)?;
             out.push(changed);
         }
@@ -198,6 +234,7 @@ impl QueueStore for SqliteStore {
                     item.updated_at
                 ],
             )?;
+            count(c, &item.queue, None, Some(&item.status))?;
             record_event(c, event, events)?;
             Ok((item, true))
         })
@@ -214,9 +251,10 @@ impl QueueStore for SqliteStore {
         self.write_events_undone(Undo::Group, move |c, events| {
             let item = c.one(&BY_ID, params![queue, id], item_row).optional()?;
             let Some(item) = item else { return Ok(None) };
+            let was = item.status.clone();
             match change(item) {
                 Ok((changed, event)) => {
-                    save(c, &changed)?;
+                    save(c, &was, &changed)?;
                     record_event(c, event, events)?;
                     Ok(Some(Ok(changed)))
                 }
@@ -308,10 +346,14 @@ impl QueueStore for SqliteStore {
     async fn drop_dead_item(&self, queue: &str, id: &str) -> Result<bool, StoreError> {
         let (queue, id) = (queue.to_owned(), id.to_owned());
         self.write(move |c| {
-            Ok(c.exec(
+            let dropped = c.exec(
                 "DELETE FROM queue_items WHERE queue = ?1 AND id = ?2 AND status = 'dead'",
                 params![queue, id],
-            )? == 1)
+            )? == 1;
+            if dropped {
+                count(c, &queue, Some("dead"), None)?;
+            }
+            Ok(dropped)
         })
         .await
     }
