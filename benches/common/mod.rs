@@ -34,7 +34,14 @@ pub async fn websocket(
         .unwrap();
     req.headers_mut()
         .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
-    tokio_tungstenite::connect_async(req).await.unwrap().0
+    // The server's read size (`api::extract::READ_BUFFER`): the default zero-fills
+    // 128 KiB before every read, which the client then spends CPU on beside the server.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024);
+    tokio_tungstenite::connect_async_with_config(req, Some(config), false)
+        .await
+        .unwrap()
+        .0
 }
 
 /// The bench's plain arguments (`cargo bench --bench X -- a b…`), without cargo's
