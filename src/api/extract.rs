@@ -67,8 +67,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
 pub struct Upgrade(pub axum::extract::ws::WebSocketUpgrade);
 
 /// Bytes a socket reads at a time. The library's default, 128 KiB, is zero-filled
-/// before every read, including the reads that find nothing: a tenth of the runtime's
-/// CPU under a busy worker socket, for commands of a few hundred bytes. A longer
+/// before every read, including the reads that find nothing: 7% of the runtime's CPU
+/// under a busy worker socket, for commands of a few hundred bytes. A longer
 /// message still arrives whole (the buffer grows to fit it).
 const READ_BUFFER: usize = 8 * 1024;
 

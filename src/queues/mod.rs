@@ -636,7 +636,7 @@ mod tests {
         assert!(validate_name("build-jobs_2").is_ok());
     }
 
-    /// The counts kept by triggers equal a count of the items after every kind of
+    /// The counts kept by the queue writes equal a count of the items after every kind of
     /// transition.
     #[tokio::test]
     async fn counts_follow_every_transition() {

@@ -110,7 +110,6 @@ const SAVE: &str = "UPDATE queue_items SET status = ?2, attempts = ?3, available
 
 /// Save `item`, which had status `was`.
 fn save(c: &Connection, was: &str, item: &QueueItem) -> Result<(), StoreError> {
-    count(c, &item.queue, Some(was), Some(&item.status))?;
     c.exec(
         SAVE,
         params![
@@ -129,7 +128,9 @@ fn save(c: &Connection, was: &str, item: &QueueItem) -> Result<(), StoreError> {
             item.max_attempts
         ],
     )?;
-    Ok(())
+    // After the item's own UPDATE, like the INSERT's count: if that UPDATE fails, it
+    // fails alone (SQLite undoes a failed statement), not after changing rows.
+    count(c, &item.queue, Some(was), Some(&item.status))
 }
 
 /// Move one item of `queue` from status `from` to status `to` in `queue_counts` (`None`:
