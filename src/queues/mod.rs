@@ -641,7 +641,11 @@ mod tests {
     #[tokio::test]
     async fn counts_follow_every_transition() {
         let dir = tempfile::tempdir().unwrap();
-        let q = Queues::new(Store::open(dir.path()).unwrap(), QueuesConfig::default());
+        let config = QueuesConfig {
+            reap_every: Duration::from_millis(20),
+            ..QueuesConfig::default()
+        };
+        let q = Queues::new(Store::open(dir.path()).unwrap(), config);
         let claim = |max| Claim {
             worker: "w".into(),
             lease: None,
@@ -681,6 +685,40 @@ mod tests {
             .await
             .unwrap();
         q.drop_dead("a", &dead[0].id).await.unwrap();
+        // The reaper's two: a lease that runs out (timed_out), a TTL that passes (dead).
+        let short = Duration::from_millis(50);
+        let expiring = q
+            .enqueue(
+                "c",
+                NewItem {
+                    ttl: Some(short),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .0;
+        let leased = q
+            .claim(
+                "b",
+                Claim {
+                    lease: Some(short),
+                    ..claim(1)
+                },
+            )
+            .await
+            .unwrap();
+        tokio::spawn(q.clone().reap());
+        for _ in 0..250 {
+            let timed_out = q.get("b", &leased[0].id).await.unwrap().status == "timed_out";
+            let dead = q.get("c", &expiring.id).await.unwrap().status == "dead";
+            if timed_out && dead {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(q.get("b", &leased[0].id).await.unwrap().status, "timed_out");
+        assert_eq!(q.get("c", &expiring.id).await.unwrap().status, "dead");
 
         let counted = q.summaries().await.unwrap();
         let c = rusqlite::Connection::open(dir.path().join("switchyard.db")).unwrap();
