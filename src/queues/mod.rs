@@ -125,6 +125,18 @@ fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// A new item's id, greater than every id this process made before: items made in the
+/// same millisecond (the precision of `available_at`) are still claimed in the order
+/// they were made, where `Ulid::new` would order them by its random bits.
+fn item_id() -> String {
+    static IDS: std::sync::Mutex<ulid::Generator> = std::sync::Mutex::new(ulid::Generator::new());
+    let mut ids = IDS.lock().unwrap_or_else(|p| p.into_inner());
+    // An error means 2^80 ids in one millisecond.
+    ids.generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
+}
+
 fn after(d: Duration) -> String {
     stamp(Utc::now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
 }
@@ -231,7 +243,7 @@ impl Queues {
         }
         let now = Utc::now();
         let item = QueueItem {
-            id: ulid::Ulid::new().to_string(),
+            id: item_id(),
             queue: queue.to_owned(),
             payload: new.payload,
             priority: new.priority,
@@ -634,6 +646,39 @@ mod tests {
         }
         assert!(validate_name("jobs.x").is_err());
         assert!(validate_name("build-jobs_2").is_ok());
+    }
+
+    /// Items of one priority are claimed oldest first, also when many were made in the
+    /// same millisecond.
+    #[tokio::test]
+    async fn items_are_claimed_in_the_order_they_were_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queues::new(Store::open(dir.path()).unwrap(), QueuesConfig::default());
+        for n in 0..50 {
+            q.enqueue(
+                "fifo",
+                NewItem {
+                    payload: n.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let claim = Claim {
+            worker: "w".into(),
+            lease: None,
+            wait: Duration::ZERO,
+            max: 50,
+        };
+        let order: Vec<Value> = q
+            .claim("fifo", claim)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.payload)
+            .collect();
+        assert_eq!(order, (0..50).map(Value::from).collect::<Vec<_>>());
     }
 
     /// The counts kept by the queue writes equal a count of the items after every kind of
