@@ -166,6 +166,25 @@ fn count(
     Ok(())
 }
 
+/// Apply `change` to `item`: if it accepts, the changed item saved with its event; if
+/// it refuses, why (nothing written).
+fn transition(
+    c: &Connection,
+    item: QueueItem,
+    change: &mut ItemChange,
+    events: &mut Vec<std::sync::Arc<Event>>,
+) -> Result<Result<QueueItem, String>, StoreError> {
+    let was = item.status.clone();
+    match change(item) {
+        Ok((changed, event)) => {
+            save(c, &was, &changed)?;
+            record_event(c, event, events)?;
+            Ok(Ok(changed))
+        }
+        Err(refused) => Ok(Err(refused)),
+    }
+}
+
 /// Apply `change` to each of `items`; the ones it accepted, saved with their events.
 fn apply(
     c: &Connection,
@@ -175,10 +194,7 @@ fn apply(
 ) -> Result<Vec<QueueItem>, StoreError> {
     let mut out = Vec::with_capacity(items.len());
     for item in items {
-        let was = item.status.clone();
-        if let Ok((changed, event)) = change(item) {
-            save(c, &was, &changed)?;
-            record_event(c, event, events)?;
+        if let Ok(changed) = transition(c, item, change, events)? {
             out.push(changed);
         }
     }
@@ -252,15 +268,7 @@ impl QueueStore for SqliteStore {
         self.write_events_undone(Undo::Group, move |c, events| {
             let item = c.one(&BY_ID, params![queue, id], item_row).optional()?;
             let Some(item) = item else { return Ok(None) };
-            let was = item.status.clone();
-            match change(item) {
-                Ok((changed, event)) => {
-                    save(c, &was, &changed)?;
-                    record_event(c, event, events)?;
-                    Ok(Some(Ok(changed)))
-                }
-                Err(refused) => Ok(Some(Err(refused))),
-            }
+            transition(c, item, &mut change, events).map(Some)
         })
         .await
     }
