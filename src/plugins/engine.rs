@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::manifest::MAX_MEMORY_MB;
@@ -84,4 +85,79 @@ pub fn build(options: EngineOptions) -> wasmtime::Result<Engine> {
         })
         .map_err(wasmtime::Error::new)?;
     Ok(engine)
+}
+
+/// Attempts at building a component's memory images before the load fails.
+const IMAGE_ATTEMPTS: u32 = 5;
+
+/// Build `component`'s copy-on-write memory images now, on the loading thread, rather
+/// than in its first call.
+///
+/// On Linux the image of a freshly compiled component is a sealed memfd. The kernel
+/// refuses the seal with `EBUSY` while any of the pages just written are still pinned
+/// (a per-CPU LRU batch not yet drained, a page being migrated), which passes within
+/// milliseconds; so a busy refusal is retried with a growing pause. Any other error,
+/// or a refusal that outlasts the attempts, fails the load.
+pub fn prepare_memory_images(component: &Component) -> wasmtime::Result<()> {
+    let mut pause = Duration::from_millis(10);
+    for _ in 1..IMAGE_ATTEMPTS {
+        match component.initialize_copy_on_write_image() {
+            Err(e) if is_busy(&e) => {
+                tracing::debug!(error = %e, ?pause, "memory image busy; retrying");
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+            done => return done,
+        }
+    }
+    component.initialize_copy_on_write_image()
+}
+
+/// Whether `error` was caused by an `EBUSY` from the system.
+fn is_busy(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ResourceBusy)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// memfd's error wraps the `io::Error` as its source, as wasmtime hands it back.
+    #[derive(Debug)]
+    struct SealError(std::io::Error);
+
+    impl std::fmt::Display for SealError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("cannot add seals to the memfd")
+        }
+    }
+
+    impl std::error::Error for SealError {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn seal_error(kind: std::io::ErrorKind) -> wasmtime::Error {
+        wasmtime::Error::new(SealError(kind.into())).context("instantiating")
+    }
+
+    #[test]
+    fn a_busy_seal_is_retried_and_other_errors_are_not() {
+        assert!(is_busy(&seal_error(std::io::ErrorKind::ResourceBusy)));
+        assert!(!is_busy(&seal_error(std::io::ErrorKind::PermissionDenied)));
+        assert!(!is_busy(&wasmtime::Error::msg("trap")));
+    }
+
+    #[test]
+    fn memory_images_of_a_compiled_component_are_built() {
+        let engine = build(EngineOptions::default()).unwrap();
+        let wat = r#"(component (core module (memory 1) (data (i32.const 0) "hi")))"#;
+        let component = Component::new(&engine, wat).unwrap();
+        prepare_memory_images(&component).unwrap();
+    }
 }

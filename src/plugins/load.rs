@@ -74,12 +74,18 @@ impl PluginHost {
         );
         let hash = component_hash.clone();
         let (component, cache_outcome) = tokio::task::spawn_blocking(move || {
-            cache
-                .load(&engine, &bytes, &hash)
-                .map_err(|e| LoadError::Compile {
-                    path,
-                    message: format!("{e:#}"),
-                })
+            let (component, outcome) =
+                cache
+                    .load(&engine, &bytes, &hash)
+                    .map_err(|e| LoadError::Compile {
+                        path: path.clone(),
+                        message: format!("{e:#}"),
+                    })?;
+            super::engine::prepare_memory_images(&component).map_err(|e| LoadError::Internal {
+                path,
+                message: format!("cannot build its memory image: {e:#}"),
+            })?;
+            Ok::<_, LoadError>((component, outcome))
         })
         .await
         .map_err(|e| LoadError::Internal {
