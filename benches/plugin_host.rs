@@ -245,7 +245,7 @@ async fn run() {
         subject: None,
         time: "2026-11-21T09:00:00Z".into(),
         correlation_id: None,
-        data: json!({ "text": "hello", "n": 1 }),
+        data: json!({ "text": "hello", "n": 1 }).into(),
     };
     let params = json!({ "mode": "ok" });
     let s = measure(async || {

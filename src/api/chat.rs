@@ -252,10 +252,11 @@ fn chunks(
                         continue;
                     }
                 };
-                if event.data["message_id"].as_str() != Some(t.message_id.as_str()) {
+                let data = event.data.value();
+                if data["message_id"].as_str() != Some(t.message_id.as_str()) {
                     continue;
                 }
-                for chunk in t.translate(&event.event_type, &event.data) {
+                for chunk in t.translate(&event.event_type, &data) {
                     pending.push_back(SseEvent::default().data(chunk.to_string()));
                 }
             }

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::error::parse_json;
 use super::{ApiError, AppState};
-use crate::bus::{BusError, NewEvent, TopicPattern};
+use crate::bus::{BusError, EventData, NewEvent, TopicPattern};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -42,8 +42,10 @@ pub(super) struct PublishRequest {
     subject: Option<String>,
     #[serde(default)]
     correlation_id: Option<String>,
+    /// Any JSON value (default `null`), stored and delivered as written.
     #[serde(default)]
-    data: Value,
+    #[schema(value_type = Value)]
+    data: EventData,
 }
 
 fn api_source() -> String {

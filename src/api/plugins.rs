@@ -214,7 +214,7 @@ async fn call(
                 subject: e.subject,
                 time: e.time.unwrap_or_else(crate::time::now_rfc3339),
                 correlation_id: e.correlation_id,
-                data: e.data,
+                data: e.data.into(),
             };
             json!(host.evaluate(&name, &event, &input.params).await?)
         }

@@ -59,7 +59,7 @@ pub fn firing_event(firing: &FiringRecord, correlation_id: &str) -> NewEvent {
         source: "switchyard".into(),
         subject: Some(firing.automation.clone()),
         correlation_id: Some(correlation_id.to_owned()),
-        data: json!(firing),
+        data: crate::bus::EventData::of(firing),
     }
 }
 

@@ -5,6 +5,7 @@
 //! Invariant: an event is persisted before any subscriber sees it, so a subscriber that
 //! resumes from the log never misses what it was shown live.
 
+mod data;
 pub mod retention;
 mod subscription;
 pub mod topic;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, StoreError};
+pub use data::EventData;
 pub use subscription::Subscription;
 pub use topic::{TopicError, TopicPattern};
 
@@ -32,7 +34,7 @@ pub struct Event {
     pub subject: Option<String>,
     pub time: String,
     pub correlation_id: Option<String>,
-    pub data: serde_json::Value,
+    pub data: EventData,
 }
 
 /// An event to publish; the bus assigns `seq`, `id` and `time`.
@@ -43,7 +45,7 @@ pub struct NewEvent {
     pub source: String,
     pub subject: Option<String>,
     pub correlation_id: Option<String>,
-    pub data: serde_json::Value,
+    pub data: EventData,
 }
 
 impl NewEvent {
@@ -51,7 +53,7 @@ impl NewEvent {
     pub fn runtime(
         topic: impl Into<String>,
         event_type: impl Into<String>,
-        data: serde_json::Value,
+        data: impl Into<EventData>,
     ) -> Self {
         Self {
             topic: topic.into(),
@@ -59,7 +61,7 @@ impl NewEvent {
             source: "switchyard".into(),
             subject: None,
             correlation_id: None,
-            data,
+            data: data.into(),
         }
     }
 }
@@ -77,17 +79,17 @@ pub enum BusError {
     Store(#[from] StoreError),
 }
 
-/// Check an event before it is stored; returns its data as JSON text.
-fn validate(event: &NewEvent) -> Result<String, BusError> {
+/// Check an event before it is stored.
+fn validate(event: &NewEvent) -> Result<(), BusError> {
     topic::validate_topic(&event.topic)?;
     if event.event_type.is_empty() {
         return Err(BusError::EmptyType);
     }
-    let data = serde_json::to_string(&event.data).unwrap_or_else(|_| "null".into());
-    if data.len() > MAX_EVENT_DATA_BYTES {
-        return Err(BusError::TooLarge(data.len()));
+    let bytes = event.data.text().len();
+    if bytes > MAX_EVENT_DATA_BYTES {
+        return Err(BusError::TooLarge(bytes));
     }
-    Ok(data)
+    Ok(())
 }
 
 /// The bus; cheap to clone. The log and its commit-ordered live feed are the store's;
@@ -113,13 +115,11 @@ impl Bus {
         &self,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Arc<Event>>, (usize, BusError)> {
-        let mut checked = Vec::with_capacity(events.len());
-        for (i, event) in events.into_iter().enumerate() {
-            let data = validate(&event).map_err(|e| (i, e))?;
-            checked.push((event, data));
+        for (i, event) in events.iter().enumerate() {
+            validate(event).map_err(|e| (i, e))?;
         }
         self.store
-            .append_events(checked)
+            .append_events(events)
             .await
             .map_err(|e| (0, BusError::Store(e)))
     }
@@ -131,10 +131,10 @@ impl Bus {
         &self,
         event: NewEvent,
     ) -> Result<impl Future<Output = Result<Arc<Event>, BusError>> + Send + use<>, BusError> {
-        let data = validate(&event)?;
+        validate(&event)?;
         // The store fans out right after the commit, in seq order: a live subscriber
         // never sees seq N+1 before N.
-        let stored = self.store.append_event(event, data);
+        let stored = self.store.append_event(event);
         Ok(async move { Ok(stored.await?) })
     }
 

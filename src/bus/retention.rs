@@ -70,7 +70,7 @@ mod tests {
         let left = bus.events_after(0, 100).await.unwrap();
         assert_eq!(
             left.iter()
-                .map(|e| e.data["n"].as_i64().unwrap())
+                .map(|e| e.data.value()["n"].as_i64().unwrap())
                 .collect::<Vec<_>>(),
             [7, 8, 9]
         );

@@ -290,7 +290,7 @@ pub fn wit_event(e: &crate::bus::Event) -> wit_types::Event {
         subject: e.subject.clone(),
         time: e.time.clone(),
         correlation_id: e.correlation_id.clone(),
-        data: e.data.to_string(),
+        data: e.data.text().to_owned(),
     }
 }
 

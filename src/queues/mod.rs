@@ -20,12 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Notify;
 
 pub mod served;
 
-use crate::bus::NewEvent;
+use crate::bus::{EventData, NewEvent};
 use crate::store::{ItemChange, QueueItem, Store, StoreError};
 
 /// Every status an item can have.
@@ -158,12 +158,14 @@ pub fn validate_name(name: &str) -> Result<(), QueueError> {
     }
 }
 
-/// The event of an item's transition: `queue.<name>.<status>`, the item as data.
-fn event(item: &QueueItem) -> NewEvent {
-    let mut data = json!(item);
-    if let Some(o) = data.as_object_mut() {
-        o.remove("lease_token");
-    }
+/// The event of an item's transition: `queue.<name>.<status>`, the item as data
+/// without its lease token, which proves a claim and goes to the claimer alone.
+fn event(item: &mut QueueItem) -> NewEvent {
+    // Taken out for the moment the item is written (it is skipped when `None`), so
+    // that the item is written straight to JSON text, not copied first.
+    let lease_token = item.lease_token.take();
+    let data = EventData::of(item);
+    item.lease_token = lease_token;
     NewEvent {
         topic: format!("queue.{}.{}", item.queue, item.status),
         event_type: format!("switchyard.queue.{}", item.status),
@@ -179,7 +181,7 @@ fn change(f: impl FnMut(QueueItem) -> Result<QueueItem, String> + Send + 'static
     Box::new(move |item| {
         let mut changed = f(item)?;
         changed.updated_at = stamp(Utc::now());
-        let e = event(&changed);
+        let e = event(&mut changed);
         Ok((changed, e))
     })
 }
@@ -242,7 +244,7 @@ impl Queues {
             });
         }
         let now = Utc::now();
-        let item = QueueItem {
+        let mut item = QueueItem {
             id: item_id(),
             queue: queue.to_owned(),
             payload: new.payload,
@@ -261,7 +263,7 @@ impl Queues {
             created_at: stamp(now),
             updated_at: stamp(now),
         };
-        let e = event(&item);
+        let e = event(&mut item);
         let (item, created) = self.inner.store.enqueue_item(item, e).await?;
         if created {
             self.notify(queue).notify_waiters();

@@ -30,6 +30,6 @@ fn event(run: &RunRecord, topic: String, what: &str, data: Value) -> NewEvent {
         source: "switchyard".into(),
         subject: Some(run.recipe.clone()),
         correlation_id: Some(run.correlation_id.clone()),
-        data,
+        data: data.into(),
     }
 }

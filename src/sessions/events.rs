@@ -52,7 +52,7 @@ impl SessionEvent {
             source: "switchyard".into(),
             subject: key.map(str::to_owned),
             correlation_id: None,
-            data,
+            data: data.into(),
         }
     }
 

@@ -168,17 +168,13 @@ pub trait KvStore: Send + Sync {
 /// The bus log.
 #[async_trait::async_trait]
 pub trait EventLog: Send + Sync {
-    /// Append one event (`data` is its JSON text). The write is queued when this is
-    /// called, so appends commit in call order; the future resolves after the commit.
-    fn append_event(
-        &self,
-        event: NewEvent,
-        data: String,
-    ) -> BoxFuture<'static, Result<Arc<Event>, StoreError>>;
+    /// Append one event. The write is queued when this is called, so appends commit
+    /// in call order; the future resolves after the commit.
+    fn append_event(&self, event: NewEvent) -> BoxFuture<'static, Result<Arc<Event>, StoreError>>;
     /// Append several events in one transaction: all or none, consecutive `seq`s.
     fn append_events(
         &self,
-        events: Vec<(NewEvent, String)>,
+        events: Vec<NewEvent>,
     ) -> BoxFuture<'static, Result<Vec<Arc<Event>>, StoreError>>;
     /// Stored events with `seq > after`, oldest first, at most `limit`.
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;

@@ -8,16 +8,12 @@ use futures::future::BoxFuture;
 
 use super::writer::Undo;
 use super::{CachedStatements, SqliteStore};
-use crate::bus::{Event, NewEvent};
+use crate::bus::{Event, EventData, NewEvent};
 use crate::store::{EventLog, StoreError};
 
-/// Insert one event inside a write; `data` is its JSON text. The caller pushes the
-/// returned event to the write's committed-events list (see `Store::write_events`).
-pub(crate) fn insert_event(
-    c: &Connection,
-    event: NewEvent,
-    data: String,
-) -> Result<Event, StoreError> {
+/// Insert one event inside a write. The caller pushes the returned event to the
+/// write's committed-events list (see `Store::write_events`).
+pub(crate) fn insert_event(c: &Connection, event: NewEvent) -> Result<Event, StoreError> {
     let id = ulid::Ulid::new().to_string();
     let time = crate::time::now_rfc3339();
     c.prepare_cached(
@@ -32,7 +28,7 @@ pub(crate) fn insert_event(
         event.subject,
         time,
         event.correlation_id,
-        data
+        event.data.text()
     ])?;
     Ok(Event {
         seq: c.last_insert_rowid() as u64,
@@ -47,28 +43,23 @@ pub(crate) fn insert_event(
     })
 }
 
-/// [`insert_event`] for runtime events whose data is a JSON value.
+/// [`insert_event`], the event pushed to the write's committed-events list `out`.
 pub(crate) fn record_event(
     c: &Connection,
     event: NewEvent,
     out: &mut Vec<Arc<Event>>,
 ) -> Result<(), StoreError> {
-    let data = serde_json::to_string(&event.data).unwrap_or_else(|_| "null".into());
-    out.push(Arc::new(insert_event(c, event, data)?));
+    out.push(Arc::new(insert_event(c, event)?));
     Ok(())
 }
 
 #[async_trait::async_trait]
 impl EventLog for SqliteStore {
-    /// Append one event; `data` is its JSON text. Queued when called, in call order.
-    fn append_event(
-        &self,
-        event: NewEvent,
-        data: String,
-    ) -> BoxFuture<'static, Result<Arc<Event>, StoreError>> {
+    /// Append one event. Queued when called, in call order.
+    fn append_event(&self, event: NewEvent) -> BoxFuture<'static, Result<Arc<Event>, StoreError>> {
         // One INSERT: no savepoint needed to undo it alone.
         Box::pin(self.write_events_undone(Undo::Group, move |c, out| {
-            let e = Arc::new(insert_event(c, event, data)?);
+            let e = Arc::new(insert_event(c, event)?);
             out.push(e.clone());
             Ok(e)
         }))
@@ -76,12 +67,12 @@ impl EventLog for SqliteStore {
 
     fn append_events(
         &self,
-        events: Vec<(NewEvent, String)>,
+        events: Vec<NewEvent>,
     ) -> BoxFuture<'static, Result<Vec<Arc<Event>>, StoreError>> {
         Box::pin(self.write_events(move |c, out| {
             let mut stored = Vec::with_capacity(events.len());
-            for (event, data) in events {
-                let e = Arc::new(insert_event(c, event, data)?);
+            for event in events {
+                let e = Arc::new(insert_event(c, event)?);
                 out.push(e.clone());
                 stored.push(e);
             }
@@ -110,7 +101,8 @@ impl EventLog for SqliteStore {
                     subject: r.get(5)?,
                     time: r.get(6)?,
                     correlation_id: r.get(7)?,
-                    data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+                    // Written by this store, so JSON; a row edited by hand reads as null.
+                    data: EventData::from_text(data).unwrap_or_default(),
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
