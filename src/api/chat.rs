@@ -19,13 +19,12 @@ use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::parse_json;
 use super::{ApiError, AppState};
 use crate::bus::{Subscription, TopicPattern};
 
 /// The parts of the SDK's request body Switchyard uses; the SDK (and apps) add more.
 #[derive(Deserialize, utoipa::ToSchema)]
-struct ChatRequest {
+pub(super) struct ChatRequest {
     messages: Vec<UiMessage>,
 }
 
@@ -48,9 +47,8 @@ struct UiMessage {
 pub async fn chat(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    body: Body,
+    Body(request): Body<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let request: ChatRequest = parse_json(body.0)?;
     let last_user = request
         .messages
         .iter()

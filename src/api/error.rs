@@ -89,22 +89,39 @@ impl From<CallError> for ApiError {
     }
 }
 
-/// Parse a JSON request body into `T`, naming the field that is wrong.
+/// Read a JSON value into `T`, naming the field that is wrong.
 pub fn parse_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let field = e.path().to_string();
-        let message = e.inner().to_string();
-        let err = ApiError::bad_request(if field == "." {
-            message
+    serde_path_to_error::deserialize(value).map_err(|e| wrong_field(e.path(), e.inner()))
+}
+
+/// Read JSON text (`what`: "the body", "the message") straight into `T`, with no JSON
+/// value built in between: it says so when the text is not JSON, else it names the
+/// field that is wrong, like [`parse_json`].
+pub fn parse_json_text<T: serde::de::DeserializeOwned>(
+    what: &str,
+    text: &[u8],
+) -> Result<T, ApiError> {
+    let not_json =
+        |e: &serde_json::Error| ApiError::bad_request(format!("{what} is not JSON: {e}"));
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let parsed = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        if e.inner().is_syntax() || e.inner().is_eof() {
+            not_json(e.inner())
         } else {
-            format!("`{field}`: {message}")
-        });
-        if field == "." {
-            err
-        } else {
-            err.with_field(field)
+            wrong_field(e.path(), e.inner())
         }
-    })
+    })?;
+    de.end().map_err(|e| not_json(&e))?;
+    Ok(parsed)
+}
+
+fn wrong_field(path: &serde_path_to_error::Path, error: &serde_json::Error) -> ApiError {
+    let field = path.to_string();
+    if field == "." {
+        ApiError::bad_request(error.to_string())
+    } else {
+        ApiError::bad_request(format!("`{field}`: {error}")).with_field(field)
+    }
 }
 
 /// A duration field (`"30s"`, `"12h"`), naming the field when it does not read.
@@ -121,4 +138,44 @@ pub fn duration(
         })
     })
     .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::bus::EventData;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Request {
+        name: String,
+        #[serde(default)]
+        data: EventData,
+    }
+
+    #[test]
+    fn text_is_read_straight_into_its_type() {
+        let r: Request =
+            parse_json_text("the body", br#"{"name":"a","data":{"k":[1, 2]}}"#).unwrap();
+        assert_eq!(r.name, "a");
+        assert_eq!(r.data.text(), "{\"k\":[1, 2]}", "data kept as it came");
+    }
+
+    #[test]
+    fn a_wrong_field_is_named_and_text_that_is_not_json_is_said_so() {
+        let e = parse_json_text::<Request>("the body", br#"{"name": 1}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("name"), "{}", e.message);
+        let e = parse_json_text::<Request>("the body", br#"{"name":"a","nmae":"b"}"#).unwrap_err();
+        assert!(e.message.contains("unknown field `nmae`"), "{}", e.message);
+        for text in [&b"{\"name\":"[..], b"{name}", b"{\"name\":\"a\"} x", b""] {
+            let e = parse_json_text::<Request>("the body", text).unwrap_err();
+            assert!(
+                e.message.starts_with("the body is not JSON"),
+                "{}",
+                e.message
+            );
+        }
+    }
 }

@@ -7,17 +7,22 @@ use serde::de::DeserializeOwned;
 
 use super::ApiError;
 
-/// A JSON request body (then read into a type with `parse_json`, which names fields).
+/// A JSON request body read straight into `T`, naming the field that is wrong (see
+/// `parse_json_text`).
 pub struct Body<T = serde_json::Value>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Body(value)),
-            Err(e) => Err(rejected("body", e.status(), e.body_text())),
+        if !is_json(req.headers()) {
+            return Err(rejected(
+                "body",
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Expected request with `Content-Type: application/json`".into(),
+            ));
         }
+        read(req, state).await.map(Body)
     }
 }
 
@@ -26,13 +31,44 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::OptionalFromRequest<S> 
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
-        match <axum::Json<T> as axum::extract::OptionalFromRequest<S>>::from_request(req, state)
-            .await
-        {
-            Ok(body) => Ok(body.map(|axum::Json(value)| Body(value))),
-            Err(e) => Err(rejected("body", e.status(), e.body_text())),
+        if !is_json(req.headers()) {
+            return Ok(None);
         }
+        read(req, state).await.map(|body| Some(Body(body)))
     }
+}
+
+async fn read<S: Send + Sync, T: DeserializeOwned>(req: Request, state: &S) -> Result<T, ApiError> {
+    let bytes = axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|e| rejected("body", e.status(), e.body_text()))?;
+    super::error::parse_json_text("the body", &bytes).map_err(|e| {
+        if e.field.is_some() {
+            e
+        } else {
+            e.with_field("body")
+        }
+    })
+}
+
+/// `application/json`, or a type with the `+json` suffix, parameters aside.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.ends_with("+json"))
 }
 
 /// Query parameters.

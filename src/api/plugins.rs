@@ -153,9 +153,8 @@ fn empty_object() -> Value {
 async fn call(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Body,
+    Body(request): Body<CallRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let request: CallRequest = parse_json(body.0)?;
     let summary = state
         .plugins
         .get(&name)

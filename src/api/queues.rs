@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::{duration, parse_json};
+use super::error::duration;
 use super::{ApiError, AppState};
 use crate::queues::{Claim, NewItem, QueueError};
 use crate::store::QueueItem;
@@ -89,9 +89,8 @@ impl EnqueueRequest {
 async fn enqueue(
     State(state): State<AppState>,
     Path(queue): Path<String>,
-    body: Body,
+    Body(req): Body<EnqueueRequest>,
 ) -> Result<(StatusCode, Json<QueueItem>), ApiError> {
-    let req: EnqueueRequest = parse_json(body.0)?;
     let (item, created) = state.queues.enqueue(&queue, req.into_new()?).await?;
     let status = if created {
         StatusCode::CREATED
@@ -253,9 +252,8 @@ fn one() -> usize {
 async fn claim(
     State(state): State<AppState>,
     Path(queue): Path<String>,
-    body: Body,
+    Body(req): Body<ClaimRequest>,
 ) -> Result<Json<Claimed>, ApiError> {
-    let req: ClaimRequest = parse_json(body.0)?;
     Ok(Json(claim_items(&state, &queue, req).await?))
 }
 
@@ -303,11 +301,9 @@ pub(super) struct LeaseRequest {
 async fn extend(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
-    body: Body,
+    Body(req): Body<LeaseRequest>,
 ) -> Result<Json<QueueItem>, ApiError> {
-    Ok(Json(
-        extend_lease(&state, &queue, &id, parse_json(body.0)?).await?,
-    ))
+    Ok(Json(extend_lease(&state, &queue, &id, req).await?))
 }
 
 pub(super) async fn extend_lease(
@@ -343,11 +339,9 @@ pub(super) struct AckRequest {
 async fn ack(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
-    body: Body,
+    Body(req): Body<AckRequest>,
 ) -> Result<Json<QueueItem>, ApiError> {
-    Ok(Json(
-        ack_item(&state, &queue, &id, parse_json(body.0)?).await?,
-    ))
+    Ok(Json(ack_item(&state, &queue, &id, req).await?))
 }
 
 pub(super) async fn ack_item(
@@ -388,11 +382,9 @@ fn yes() -> bool {
 async fn nack(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
-    body: Body,
+    Body(req): Body<NackRequest>,
 ) -> Result<Json<QueueItem>, ApiError> {
-    Ok(Json(
-        nack_item(&state, &queue, &id, parse_json(body.0)?).await?,
-    ))
+    Ok(Json(nack_item(&state, &queue, &id, req).await?))
 }
 
 pub(super) async fn nack_item(

@@ -12,7 +12,6 @@ use futures::{FutureExt, Stream};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::error::parse_json;
 use super::{ApiError, AppState};
 use crate::sessions::{NewSession, SessionError, SessionSnapshot, SteerOutcome};
 use crate::store::MessageRecord;
@@ -75,9 +74,8 @@ struct CreateRequest {
 )]
 async fn create(
     State(state): State<AppState>,
-    body: Body,
+    Body(req): Body<CreateRequest>,
 ) -> Result<(StatusCode, Json<SessionSnapshot>), ApiError> {
-    let req: CreateRequest = parse_json(body.0)?;
     let record = state
         .sessions
         .create(NewSession {
@@ -183,9 +181,8 @@ struct Queued {
 async fn enqueue(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    body: Body,
+    Body(req): Body<TextRequest>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
-    let req: TextRequest = parse_json(body.0)?;
     let (message, position) = state.sessions.enqueue(&key, req.text).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -238,9 +235,8 @@ struct Steered {
 async fn steer(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    body: Body,
+    Body(req): Body<TextRequest>,
 ) -> Result<Json<Steered>, ApiError> {
-    let req: TextRequest = parse_json(body.0)?;
     let (outcome, message) = state.sessions.steer(&key, req.text).await?;
     Ok(Json(Steered {
         outcome,

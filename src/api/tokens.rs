@@ -7,7 +7,7 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::error::{duration, parse_json};
+use super::error::duration;
 use super::extract::{Body, Path};
 use super::{ApiError, AppState};
 use crate::auth::{Issued, TokenError, TokenInfo};
@@ -53,9 +53,8 @@ struct CreateRequest {
 )]
 async fn create(
     State(state): State<AppState>,
-    body: Body,
+    Body(req): Body<CreateRequest>,
 ) -> Result<(StatusCode, Json<Issued>), ApiError> {
-    let req: CreateRequest = parse_json(body.0)?;
     let ttl = duration("ttl", req.ttl.as_deref())?;
     let issued = state.tokens.create(&req.name, req.scopes, ttl).await?;
     Ok((StatusCode::CREATED, Json(issued)))
