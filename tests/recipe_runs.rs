@@ -239,6 +239,15 @@ steps:
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("must be a number"), "{message}");
     assert!(message.contains("did you mean `words`?"), "{message}");
+    // Inputs sent as a form are refused, not taken for a run with none.
+    let r = util::http()
+        .post(format!("{}/v1/recipes/slow/runs", server.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("inputs=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
     let (status, body) = server.post("/v1/recipes/slw/runs", &json!({})).await;
     assert_eq!(status, 404);
     assert!(

@@ -95,14 +95,20 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> R
 }
 
 /// Read JSON text (`what`: "the body", "the message") straight into `T`, with no JSON
-/// value built in between: it says so when the text is not JSON, else it names the
-/// field that is wrong, like [`parse_json`].
+/// value built in between: it says so when the text is not JSON (naming `whole` as the
+/// field, if given), else it names the field that is wrong, like [`parse_json`].
 pub fn parse_json_text<T: serde::de::DeserializeOwned>(
     what: &str,
+    whole: Option<&str>,
     text: &[u8],
 ) -> Result<T, ApiError> {
-    let not_json =
-        |e: &serde_json::Error| ApiError::bad_request(format!("{what} is not JSON: {e}"));
+    let not_json = |e: &serde_json::Error| {
+        let error = ApiError::bad_request(format!("{what} is not JSON: {e}"));
+        match whole {
+            Some(field) => error.with_field(field),
+            None => error,
+        }
+    };
     let mut de = serde_json::Deserializer::from_slice(text);
     let parsed = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         if e.inner().is_syntax() || e.inner().is_eof() {
@@ -157,20 +163,30 @@ mod tests {
 
     #[test]
     fn text_is_read_straight_into_its_type() {
-        let r: Request =
-            parse_json_text("the body", br#"{"name":"a","data":{"k":[1, 2]}}"#).unwrap();
+        let r: Request = parse_json_text(
+            "the body",
+            Some("body"),
+            br#"{"name":"a","data":{"k":[1, 2]}}"#,
+        )
+        .unwrap();
         assert_eq!(r.name, "a");
         assert_eq!(r.data.text(), "{\"k\":[1, 2]}", "data kept as it came");
     }
 
     #[test]
     fn a_wrong_field_is_named_and_text_that_is_not_json_is_said_so() {
-        let e = parse_json_text::<Request>("the body", br#"{"name": 1}"#).unwrap_err();
+        let e =
+            parse_json_text::<Request>("the body", Some("body"), br#"{"name": 1}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("name"), "{}", e.message);
-        let e = parse_json_text::<Request>("the body", br#"{"name":"a","nmae":"b"}"#).unwrap_err();
+        let e = parse_json_text::<Request>("the body", Some("body"), br#"{"name":"a","nmae":"b"}"#)
+            .unwrap_err();
         assert!(e.message.contains("unknown field `nmae`"), "{}", e.message);
+        assert_eq!(e.field.as_deref(), Some("nmae"));
+        let e = parse_json_text::<Request>("the body", Some("body"), b"{}").unwrap_err();
+        assert!(e.message.contains("missing field `name`"), "{}", e.message);
+        assert_eq!(e.field, None, "the whole is at fault, as from a JSON value");
         for text in [&b"{\"name\":"[..], b"{name}", b"{\"name\":\"a\"} x", b""] {
-            let e = parse_json_text::<Request>("the body", text).unwrap_err();
+            let e = parse_json_text::<Request>("the body", Some("body"), text).unwrap_err();
             assert!(
                 e.message.starts_with("the body is not JSON"),
                 "{}",

@@ -42,7 +42,7 @@ pub(super) struct PublishRequest {
     subject: Option<String>,
     #[serde(default)]
     correlation_id: Option<String>,
-    /// Any JSON value (default `null`), stored and delivered as written.
+    /// Any JSON value (default `null`).
     #[serde(default)]
     #[schema(value_type = Value)]
     data: EventData,

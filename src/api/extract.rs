@@ -26,15 +26,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
-/// An optional body: none without a JSON content type.
+/// An optional body: none without a content type; with one, it must be JSON.
 impl<S: Send + Sync, T: DeserializeOwned> axum::extract::OptionalFromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
-        if !is_json(req.headers()) {
+        if !req.headers().contains_key(axum::http::header::CONTENT_TYPE) {
             return Ok(None);
         }
-        read(req, state).await.map(|body| Some(Body(body)))
+        <Self as FromRequest<S>>::from_request(req, state)
+            .await
+            .map(Some)
     }
 }
 
@@ -42,13 +44,7 @@ async fn read<S: Send + Sync, T: DeserializeOwned>(req: Request, state: &S) -> R
     let bytes = axum::body::Bytes::from_request(req, state)
         .await
         .map_err(|e| rejected("body", e.status(), e.body_text()))?;
-    super::error::parse_json_text("the body", &bytes).map_err(|e| {
-        if e.field.is_some() {
-            e
-        } else {
-            e.with_field("body")
-        }
-    })
+    super::error::parse_json_text("the body", Some("body"), &bytes)
 }
 
 /// `application/json`, or a type with the `+json` suffix, parameters aside.

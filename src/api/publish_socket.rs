@@ -129,14 +129,15 @@ fn parse(message: &[u8]) -> Result<PublishRequest, ApiError> {
             "one event per message; a batch goes to POST /v1/events",
         ));
     }
-    parse_json_text("the message", message)
+    parse_json_text("the message", None, message)
 }
 
 fn error(e: ApiError) -> Message {
     json(&e.into_body())
 }
 
-fn json(value: &impl serde::Serialize) -> Message {
+/// A reply as a text message, written straight from its type (see `queue_socket`).
+pub(super) fn json(value: &impl serde::Serialize) -> Message {
     Message::Text(
         serde_json::to_string(value)
             .expect("replies serialize")

@@ -1,5 +1,8 @@
 //! An event's `data` as JSON text.
 
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -8,7 +11,11 @@ use serde_json::value::RawValue;
 /// reader that looks inside parses it ([`EventData::value`]). Building a JSON value per
 /// event, a map entry per field, then writing it out again for the log was a sixth of
 /// the store writer's CPU under a busy queue (every transition is an event).
-#[derive(Clone, Serialize, Deserialize)]
+///
+/// Text from outside (a request, a plugin, the log) is checked in full as it comes in:
+/// `RawValue` alone only skips over a value, letting through what no JSON reader takes
+/// back (`1e400`, a lone surrogate `"\ud800"`).
+#[derive(Clone, Serialize)]
 #[serde(transparent)]
 pub struct EventData(Box<RawValue>);
 
@@ -21,7 +28,9 @@ impl EventData {
 
     /// `text` if it is one JSON value.
     pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
-        RawValue::from_string(text).map(Self)
+        let raw = RawValue::from_string(text)?;
+        serde_json::from_str::<Checked>(raw.get())?;
+        Ok(Self(raw))
     }
 
     pub fn null() -> Self {
@@ -36,6 +45,58 @@ impl EventData {
     /// The data parsed, for a reader that looks inside.
     pub fn value(&self) -> serde_json::Value {
         serde_json::from_str(self.text()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventData {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        serde_json::from_str::<Checked>(raw.get()).map_err(de::Error::custom)?;
+        Ok(Self(raw))
+    }
+}
+
+/// A JSON value read to its end and kept nowhere: every number in range, every string
+/// decoded.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Checked)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_entry::<Checked, Checked>()?.is_some() {}
+        Ok(Checked)
     }
 }
 
@@ -93,8 +154,26 @@ mod tests {
     fn text_that_is_not_one_json_value_is_refused() {
         assert!(EventData::from_text("{".into()).is_err());
         assert!(EventData::from_text("1 2".into()).is_err());
+        // What RawValue alone lets through, and no JSON reader takes back.
+        for text in [r#"{"n": 1e400}"#, r#"["\ud800"]"#, r#"{"\udc00": 1}"#] {
+            assert!(EventData::from_text(text.into()).is_err(), "{text}");
+            let request = format!(r#"{{"data": {text}}}"#);
+            assert!(
+                serde_json::from_str::<Wrapped>(&request).is_err(),
+                "{request}"
+            );
+        }
+        assert!(
+            serde_json::from_str::<Wrapped>(r#"{"data": {"n": 1e300, "s": "\u00e9"}}"#).is_ok()
+        );
         assert_eq!(EventData::of(&json!({ "n": 1 })).value(), json!({ "n": 1 }));
         assert_eq!(EventData::default().text(), "null");
+    }
+
+    #[derive(Deserialize)]
+    struct Wrapped {
+        #[allow(dead_code)]
+        data: EventData,
     }
 
     #[test]
