@@ -24,7 +24,7 @@ use axum::response::Response;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::error::parse_json;
+use super::error::{parse_json, parse_json_text};
 use super::extract::{Path, Upgrade};
 use super::publish_socket::json;
 use super::queues::{EnqueueRequest, ack_item, claim_items, extend_lease, nack_item};
@@ -89,8 +89,7 @@ async fn run(
     principal: &Principal,
     command: &[u8],
 ) -> Result<Message, ApiError> {
-    let value: Value = serde_json::from_slice(command)
-        .map_err(|e| ApiError::bad_request(format!("the message is not JSON: {e}")))?;
+    let value: Value = parse_json_text("the message", None, command)?;
     let Value::Object(mut fields) = value else {
         return Err(ApiError::bad_request(
             "a command is a JSON object with an `op`",

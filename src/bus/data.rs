@@ -28,7 +28,11 @@ impl EventData {
 
     /// `text` if it is one JSON value.
     pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
-        let raw = RawValue::from_string(text)?;
+        Self::checked(RawValue::from_string(text)?)
+    }
+
+    /// `raw`, once every number and string in it reads (see [`Checked`]).
+    fn checked(raw: Box<RawValue>) -> Result<Self, serde_json::Error> {
         serde_json::from_str::<Checked>(raw.get())?;
         Ok(Self(raw))
     }
@@ -50,9 +54,7 @@ impl EventData {
 
 impl<'de> Deserialize<'de> for EventData {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = Box::<RawValue>::deserialize(deserializer)?;
-        serde_json::from_str::<Checked>(raw.get()).map_err(de::Error::custom)?;
-        Ok(Self(raw))
+        Self::checked(Box::<RawValue>::deserialize(deserializer)?).map_err(de::Error::custom)
     }
 }
 
