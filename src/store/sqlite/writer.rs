@@ -198,7 +198,13 @@ fn run(conn: Connection, queue: mpsc::Receiver<Job>, stats: &WriterStats) {
         }
         // BEGIN and COMMIT through the statement cache, like every other statement:
         // `Connection::transaction` parses them anew for every group.
-        if let Err(e) = conn.exec("BEGIN", []) {
+        //
+        // IMMEDIATE: the write lock is taken here, where SQLite waits out a moment of
+        // contention (busy_timeout). A deferred transaction whose first statement reads
+        // takes it at its first write, where SQLite does not wait: a reader that
+        // briefly holds it (to read a WAL header a commit is rewriting) failed that
+        // write with "database is locked".
+        if let Err(e) = conn.exec("BEGIN IMMEDIATE", []) {
             tracing::error!(error = %e, "store: cannot begin a transaction");
             // None of the group ran; each caller learns why.
             for job in group {
@@ -259,6 +265,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = Connection::open(dir.path().join("t.db")).unwrap();
         conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
         conn.execute_batch(
             "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER UNIQUE)",
         )
@@ -375,6 +383,26 @@ mod tests {
             [1, 2],
             "nothing of that group is left"
         );
+    }
+
+    /// Another connection holding the write lock for a moment (SQLite's readers take
+    /// it briefly when they race a commit rewriting the WAL header) delays a write that
+    /// reads before it writes; it does not fail it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_that_reads_first_waits_out_a_held_write_lock() {
+        let (w, dir) = writer();
+        let other = Connection::open(dir.path().join("t.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let write = w.write(|c| {
+            let n: i64 = c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?;
+            Ok(c.execute("INSERT INTO t (n) VALUES (?1)", [n + 100])?)
+        });
+        let release = tokio::task::spawn_blocking(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            other.execute_batch("COMMIT").unwrap();
+        });
+        assert_eq!(write.await.unwrap(), 1);
+        release.await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
