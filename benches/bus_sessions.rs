@@ -69,7 +69,13 @@ const BATCH: usize = 100;
 const RATE: u64 = 10_000;
 const LATENCY_SECONDS: u64 = 5;
 const TURN_CLIENTS: usize = 16;
-const TURNS: usize = 4_000;
+/// Turns per run; `BENCH_TURNS` sets more (a profile needs a longer run).
+fn turn_count() -> usize {
+    std::env::var("BENCH_TURNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(4_000)
+}
 
 /// Start nats-server with JetStream file storage in `dir`.
 async fn start_nats(dir: &std::path::Path) -> (Proc, String) {
@@ -515,7 +521,7 @@ async fn turns(http: &reqwest::Client, sy_url: &str) {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let hello_rate = {
         let http = http.clone();
-        throughput(TURN_CLIENTS, TURNS * 4, move |_| {
+        throughput(TURN_CLIENTS, turn_count() * 4, move |_| {
             let http = http.clone();
             async move {
                 let r = http
@@ -533,7 +539,7 @@ async fn turns(http: &reqwest::Client, sy_url: &str) {
     let turns = Arc::new(AtomicU64::new(0));
     let turn_rate = {
         let (http, url, turns) = (http.clone(), sy_url.to_owned(), turns.clone());
-        throughput(TURN_CLIENTS, TURNS, move |i| {
+        throughput(TURN_CLIENTS, turn_count(), move |i| {
             let (http, url, turns) = (http.clone(), url.clone(), turns.clone());
             async move {
                 let key = format!("bench-{}", i % TURN_CLIENTS);

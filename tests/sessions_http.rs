@@ -224,6 +224,21 @@ async fn abort_steer_both_ways_and_queue_full() {
         .unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(server.get("/v1/sessions/slow").await.0, 404);
+
+    // The deleted session's worker may still be in memory; its key is forgotten
+    // anyway: a message to it is refused, and a new session of that key is a new one.
+    assert_eq!(send(&server, "slow", "anyone?").await.0, 404);
+    let again = create(&server, "slow", json!({ "prefix": "new: " })).await;
+    assert_ne!(again["id"].as_str(), Some(id.as_str()));
+    assert_eq!(send(&server, "slow", "fresh start").await.0, 202);
+    let s = idle(&server, "slow").await;
+    assert_eq!(s["id"], again["id"]);
+    let texts: Vec<Value> = history(&server, "slow")
+        .await
+        .iter()
+        .map(|m| m["text"].clone())
+        .collect();
+    assert_eq!(texts, [json!("fresh start"), json!("new: fresh start")]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@
 //! resumes from the log never misses what it was shown live.
 
 mod data;
+mod fanout;
 pub mod retention;
 mod subscription;
 pub mod topic;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, StoreError};
 pub use data::EventData;
+pub use fanout::Fanout;
 pub use subscription::Subscription;
 pub use topic::{TopicError, TopicPattern};
 
@@ -79,8 +81,11 @@ pub enum BusError {
     Store(#[from] StoreError),
 }
 
+/// Why a batch was refused: the index of its first invalid event, and what is wrong.
+pub type Refused = (usize, BusError);
+
 /// Check an event before it is stored.
-fn validate(event: &NewEvent) -> Result<(), BusError> {
+pub fn validate(event: &NewEvent) -> Result<(), BusError> {
     topic::validate_topic(&event.topic)?;
     if event.event_type.is_empty() {
         return Err(BusError::EmptyType);
@@ -111,17 +116,21 @@ impl Bus {
 
     /// Publish several events atomically (one transaction, consecutive `seq`s). The
     /// first invalid event refuses the whole batch, with its index.
-    pub async fn publish_batch(
+    pub async fn publish_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Arc<Event>>, Refused> {
+        self.submit_batch(events)?.await.map_err(|e| (0, e))
+    }
+
+    /// [`Bus::publish_batch`], queued now like [`Bus::submit`].
+    pub fn submit_batch(
         &self,
         events: Vec<NewEvent>,
-    ) -> Result<Vec<Arc<Event>>, (usize, BusError)> {
+    ) -> Result<impl Future<Output = Result<Vec<Arc<Event>>, BusError>> + Send + use<>, Refused>
+    {
         for (i, event) in events.iter().enumerate() {
             validate(event).map_err(|e| (i, e))?;
         }
-        self.store
-            .append_events(events)
-            .await
-            .map_err(|e| (0, BusError::Store(e)))
+        let stored = self.store.append_events(events);
+        Ok(async move { Ok(stored.await?) })
     }
 
     /// Validate and queue the event now; the future resolves once it is committed (and

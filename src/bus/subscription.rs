@@ -1,17 +1,17 @@
 //! A subscription: the events matching a pattern after a cursor — first replayed from the
 //! log, then live — with no gap and no duplicate.
 //!
-//! The live channel is bounded and publishers never wait on it. A subscriber that falls
-//! behind it (a slow SSE client) loses its place in the channel, not events: it goes
-//! back to reading the log from its cursor and rejoins live when caught up. Live events
-//! arrive in `seq` order (the bus fans out in commit order), so "skip what is at or
-//! below the cursor" is all the deduplication needed.
+//! The live feed is the subscriber's own bounded route (see [`super::fanout`]) and
+//! publishers never wait on it. A subscriber that falls behind it (a slow SSE client)
+//! loses events from the route, not from its stream: it goes back to reading the log
+//! from its cursor and rejoins live when caught up. Live events arrive in `seq` order
+//! (the store fans out in commit order), so "skip what is at or below the cursor" is
+//! all the deduplication needed.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::broadcast::{self, error::RecvError};
-
+use super::fanout::LiveFeed;
 use super::{Bus, Event, TopicPattern};
 use crate::store::StoreError;
 
@@ -21,9 +21,10 @@ const PAGE: usize = 512;
 pub struct Subscription {
     bus: Bus,
     pattern: TopicPattern,
-    /// The last seq this subscriber has been past (delivered or skipped as not matching).
+    /// The last seq this subscriber has been past (delivered, or skipped in the log as
+    /// not matching).
     cursor: u64,
-    live: broadcast::Receiver<Arc<Event>>,
+    live: LiveFeed,
     /// Replayed events not yet handed out.
     backlog: VecDeque<Arc<Event>>,
     catching_up: bool,
@@ -32,11 +33,11 @@ pub struct Subscription {
 impl Subscription {
     /// Subscribe to `pattern` after `cursor` (`None`: from now on).
     pub(super) fn start(bus: Bus, pattern: TopicPattern, cursor: Option<u64>) -> Self {
-        // Join live before reading where it is, so nothing falls in between. From now
-        // on (no cursor), live has everything: no read of the log.
-        let live = bus.store.committed_events();
+        // The route is in place before the position is read, so nothing falls in
+        // between. From now on (no cursor), live has everything: no read of the log.
+        let (live, delivered) = bus.store.fanout().join(pattern.clone());
         let catching_up = cursor.is_some();
-        let cursor = cursor.unwrap_or_else(|| bus.store.live_seq());
+        let cursor = cursor.unwrap_or(delivered);
         metrics::gauge!("switchyard_bus_subscribers").increment(1);
         Self {
             bus,
@@ -70,32 +71,26 @@ impl Subscription {
                 }
                 continue;
             }
+            // Dropped events came after everything still queued and were committed
+            // before they were dropped: the log, read from the cursor, has them.
+            if self.live.take_lagged() {
+                metrics::counter!("switchyard_bus_subscriber_overflows_total").increment(1);
+                tracing::debug!(
+                    cursor = self.cursor,
+                    "subscriber fell behind; catching up from the log"
+                );
+                self.catching_up = true;
+                continue;
+            }
             match self.live.recv().await {
-                Ok(e) if e.seq <= self.cursor => {}
-                Ok(e) => {
-                    if e.seq > self.cursor + 1 {
-                        // Published before we joined and committed in between: the
-                        // log has what lies between.
-                        self.catching_up = true;
-                        continue;
-                    }
+                Some(e) if e.seq <= self.cursor => {}
+                Some(e) => {
                     self.cursor = e.seq;
-                    if self.pattern.matches(&e.topic) {
-                        metrics::histogram!("switchyard_bus_subscriber_lag_events")
-                            .record(self.live.len() as f64);
-                        return Ok(e);
-                    }
+                    metrics::histogram!("switchyard_bus_subscriber_lag_events")
+                        .record(self.live.len() as f64);
+                    return Ok(e);
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    metrics::counter!("switchyard_bus_subscriber_overflows_total").increment(1);
-                    tracing::debug!(
-                        missed,
-                        cursor = self.cursor,
-                        "subscriber fell behind; catching up from the log"
-                    );
-                    self.catching_up = true;
-                }
-                Err(RecvError::Closed) => return Err(StoreError::WriterStopped),
+                None => return Err(StoreError::WriterStopped),
             }
         }
     }

@@ -98,6 +98,13 @@ impl TopicPattern {
         }
         topic_tokens.next().is_none()
     }
+
+    /// The tokens before the first wildcard, dot-joined: every topic it matches starts
+    /// with them (`""` when the pattern starts with a wildcard).
+    pub fn literal_prefix(&self) -> String {
+        let literal = self.tokens.iter().take_while(|t| *t != "*" && *t != ">");
+        literal.map(String::as_str).collect::<Vec<_>>().join(".")
+    }
 }
 
 impl std::fmt::Display for TopicPattern {
@@ -127,6 +134,15 @@ mod tests {
         assert!(!m("a.>", "a"));
         assert!(m(">", "anything.at.all"));
         assert!(m("*.*", "x.y"));
+    }
+
+    #[test]
+    fn literal_prefix_stops_at_the_first_wildcard() {
+        let prefix = |p: &str| TopicPattern::parse(p).unwrap().literal_prefix();
+        assert_eq!(prefix("session.s1.>"), "session.s1");
+        assert_eq!(prefix("a.*.c"), "a");
+        assert_eq!(prefix("a.b"), "a.b");
+        assert_eq!(prefix(">"), "");
     }
 
     #[test]

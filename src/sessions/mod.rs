@@ -28,13 +28,15 @@ use tokio_util::task::TaskTracker;
 use crate::bus::Bus;
 use crate::plugins::types::{Message, Role, StopReason, TurnRequest};
 use crate::plugins::{PluginHost, TurnControl};
-use crate::store::{MessageRecord, SessionRecord, Store, StoreError, TurnResult};
+use crate::store::{Enqueued, MessageRecord, SessionRecord, Store, StoreError, TurnResult};
 
 pub use events::SessionEvent;
 use history::HistoryWindow;
 
-/// Turn events in flight to the store at once, per turn.
+/// Batches of turn events in flight to the store at once, per turn.
 const STREAM_WINDOW: usize = 64;
+/// Most turn events stored as one write.
+const STREAM_BATCH: usize = 64;
 
 /// Limits and defaults of the sessions part.
 #[derive(Debug, Clone)]
@@ -140,16 +142,67 @@ struct Inner {
     plugins: Arc<PluginHost>,
     config: SessionsConfig,
     /// Sessions with a worker, by session id.
-    active: Mutex<HashMap<String, Arc<Active>>>,
+    active: Mutex<Workers>,
     workers: TaskTracker,
     /// Every turn's end, for [`Sessions::wait_turn`].
     ended: broadcast::Sender<Arc<TurnEnded>>,
+}
+
+/// The sessions with a worker in memory, by id and by key.
+///
+/// By key, it spares the hot paths (a message, a chat turn) a read of the store to
+/// find the session: while a session has a worker, its record is here. A deleted
+/// session's key is forgotten at once, though its worker may linger until its turn
+/// ends.
+#[derive(Default)]
+struct Workers {
+    by_id: HashMap<String, Arc<Active>>,
+    by_key: HashMap<String, Arc<Active>>,
+}
+
+impl Workers {
+    fn get(&self, id: &str) -> Option<&Arc<Active>> {
+        self.by_id.get(id)
+    }
+
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn insert(&mut self, active: Arc<Active>) {
+        self.by_key
+            .insert(active.record.key.clone(), active.clone());
+        self.by_id.insert(active.record.id.clone(), active);
+    }
+
+    fn remove(&mut self, active: &Arc<Active>) {
+        self.by_id.remove(&active.record.id);
+        self.forget_key_of(&active.record);
+    }
+
+    /// Forget `record`'s key, unless it now names another session.
+    fn forget_key_of(&mut self, record: &SessionRecord) {
+        if self
+            .by_key
+            .get(&record.key)
+            .is_some_and(|a| a.record.id == record.id)
+        {
+            self.by_key.remove(&record.key);
+        }
+    }
+
+    fn record_by_key(&self, key: &str) -> Option<SessionRecord> {
+        self.by_key.get(key).map(|a| a.record.clone())
+    }
 }
 
 /// A session with a worker in memory.
 struct Active {
     record: SessionRecord,
     wake: Notify,
+    /// A message the store took at enqueue (the session was idle), for the worker to
+    /// run next. At most one: the store takes none while one is processing.
+    handed: std::sync::Mutex<Option<MessageRecord>>,
     turn: std::sync::Mutex<Option<RunningTurn>>,
     history: HistoryWindow,
 }
@@ -168,7 +221,7 @@ impl Sessions {
                 bus,
                 plugins,
                 config,
-                active: Mutex::new(HashMap::new()),
+                active: Mutex::new(Workers::default()),
                 workers: TaskTracker::new(),
                 ended: broadcast::channel(1024).0,
             }),
@@ -201,7 +254,7 @@ impl Sessions {
         }
         for key in self.inner.store.sessions_with_queued_messages().await? {
             if let Some(record) = self.inner.store.session_by_key(&key).await? {
-                self.wake(record).await;
+                self.wake(record, None).await;
             }
         }
         Ok(())
@@ -265,8 +318,9 @@ impl Sessions {
 
     /// The session `key`, created with the defaults if missing.
     pub async fn get_or_create(&self, key: &str) -> Result<SessionRecord, SessionError> {
-        if let Some(r) = self.inner.store.session_by_key(key).await? {
-            return Ok(r);
+        match self.record(key).await {
+            Err(SessionError::NotFound(_)) => {}
+            found => return found,
         }
         let new = NewSession {
             key: Some(key.to_owned()),
@@ -278,7 +332,15 @@ impl Sessions {
         }
     }
 
+    /// The session `key`: its worker's copy if it has one in memory, else the store's.
     async fn record(&self, key: &str) -> Result<SessionRecord, SessionError> {
+        if let Some(record) = self.inner.active.lock().await.record_by_key(key) {
+            return Ok(record);
+        }
+        self.stored_record(key).await
+    }
+
+    async fn stored_record(&self, key: &str) -> Result<SessionRecord, SessionError> {
         self.inner
             .store
             .session_by_key(key)
@@ -300,7 +362,8 @@ impl Sessions {
     }
 
     pub async fn snapshot(&self, key: &str) -> Result<SessionSnapshot, SessionError> {
-        let record = self.record(key).await?;
+        // From the store: the worker's copy of the record has its first `updated_at`.
+        let record = self.stored_record(key).await?;
         self.snapshot_of(record).await
     }
 
@@ -349,9 +412,27 @@ impl Sessions {
         record: SessionRecord,
         text: String,
     ) -> Result<(MessageRecord, u64), SessionError> {
+        // On a task of its own: a caller that goes away (a client hanging up) must not
+        // stop it between the write and the wake, or a message taken at enqueue would
+        // be `processing` with no worker to run it.
+        let sessions = self.clone();
+        let queued = tokio::spawn(async move { sessions.queue_and_wake(record, text).await });
+        match queued.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StoreError::WriterStopped.into()),
+        }
+    }
+
+    async fn queue_and_wake(
+        &self,
+        record: SessionRecord,
+        text: String,
+    ) -> Result<(MessageRecord, u64), SessionError> {
         let max = self.inner.config.max_queue;
         let (id, key) = (record.id.clone(), record.key.clone());
-        let (message, position) = self
+        let (sid, skey) = (id.clone(), key.clone());
+        let enqueued = self
             .inner
             .store
             .enqueue_message(
@@ -365,13 +446,19 @@ impl Sessions {
                         json!({ "message_id": m.id, "text": m.text, "position": position }),
                     )
                 }),
+                Box::new(move |m: &MessageRecord| turn_started(&sid, &skey, m)),
             )
             .await?
             .ok_or_else(|| SessionError::QueueFull {
                 key: record.key.clone(),
                 max,
             })?;
-        self.wake(record).await;
+        let Enqueued {
+            message,
+            position,
+            taken,
+        } = enqueued;
+        self.wake(record, taken.then(|| message.clone())).await;
         Ok((message, position))
     }
 
@@ -460,6 +547,7 @@ impl Sessions {
     /// Delete the session and everything it holds.
     pub async fn delete(&self, key: &str) -> Result<(), SessionError> {
         let record = self.record(key).await?;
+        self.inner.active.lock().await.forget_key_of(&record);
         self.stop_turn(&record.id).await;
         self.inner.store.delete_session(&record.id).await?;
         self.inner
@@ -543,20 +631,25 @@ impl Sessions {
             .is_ok()
     }
 
-    /// Make sure the session has a worker and that it looks at its queue.
-    async fn wake(&self, record: SessionRecord) {
+    /// Make sure the session has a worker and that it looks at its queue, handing it
+    /// `taken`, a message the store took for it at enqueue.
+    async fn wake(&self, record: SessionRecord, taken: Option<MessageRecord>) {
         let mut active = self.inner.active.lock().await;
         if let Some(a) = active.get(&record.id) {
+            if taken.is_some() {
+                *a.handed.lock().unwrap_or_else(|p| p.into_inner()) = taken;
+            }
             a.wake.notify_one();
             return;
         }
         let a = Arc::new(Active {
             record,
             wake: Notify::new(),
+            handed: std::sync::Mutex::new(taken),
             turn: std::sync::Mutex::new(None),
             history: HistoryWindow::new(self.inner.config.history_limit),
         });
-        active.insert(a.record.id.clone(), a.clone());
+        active.insert(a.clone());
         let inner = self.inner.clone();
         self.inner.workers.spawn(async move { inner.work(a).await });
     }
@@ -568,15 +661,20 @@ impl Inner {
     async fn work(self: Arc<Self>, active: Arc<Active>) {
         let id = active.record.id.clone();
         loop {
-            let (sid, key) = (id.clone(), active.record.key.clone());
-            let started = move |m: &MessageRecord| {
-                SessionEvent::TurnStarted.event(
-                    &sid,
-                    Some(&key),
-                    json!({ "message_id": m.id, "input": m.text }),
-                )
+            let handed = active
+                .handed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            let next = match handed {
+                Some(message) => Ok(Some(message)),
+                None => {
+                    let (sid, key) = (id.clone(), active.record.key.clone());
+                    let started = move |m: &MessageRecord| turn_started(&sid, &key, m);
+                    self.store.take_next_message(&id, Box::new(started)).await
+                }
             };
-            match self.store.take_next_message(&id, Box::new(started)).await {
+            match next {
                 Ok(Some(message)) => match self.history(&active, &message).await {
                     Ok(history) => self.turn(&active, message, history).await,
                     Err(e) => self.fail_turn(&active, message, e).await,
@@ -589,7 +687,8 @@ impl Inner {
                         continue;
                     }
                     // Idle. Leave memory unless a message arrived meanwhile: enqueue
-                    // wakes under the same lock, after writing the message.
+                    // wakes (and hands over) under the same lock, after writing the
+                    // message.
                     let mut map = self.active.lock().await;
                     let queued = self
                         .store
@@ -597,8 +696,13 @@ impl Inner {
                         .await
                         .map(|c| c.queued)
                         .unwrap_or(0);
-                    if queued == 0 {
-                        map.remove(&id);
+                    let handed = active
+                        .handed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .is_some();
+                    if queued == 0 && !handed {
+                        map.remove(&active);
                         tracing::debug!(session = %active.record.key, "session idle; left memory");
                         return;
                     }
@@ -667,32 +771,48 @@ impl Inner {
         let call = self
             .plugins
             .run_turn(&record.adapter, &request, events, control.clone());
-        // Stream events are submitted in order without waiting for each commit; at most
-        // STREAM_WINDOW are in flight, so a fast adapter cannot queue without bound.
+        // Stream events are submitted in order without waiting for each commit, those
+        // already waiting as one batch (one write); at most STREAM_WINDOW batches are
+        // in flight, so a fast adapter cannot queue without bound.
         let forward = async {
             let mut in_flight = std::collections::VecDeque::new();
-            while let Some(event) = stream.recv().await {
-                let (kind, mut data) = SessionEvent::from_turn(&event);
-                data["message_id"] = json!(message.id);
-                match self
-                    .bus
-                    .submit(kind.event(&record.id, Some(&record.key), data))
-                {
+            let mut waiting = Vec::new();
+            while stream.recv_many(&mut waiting, STREAM_BATCH).await > 0 {
+                // An event refused (too large) is dropped alone, not with its batch.
+                let batch: Vec<_> = waiting
+                    .drain(..)
+                    .map(|event| {
+                        let (kind, mut data) = SessionEvent::from_turn(&event);
+                        data["message_id"] = json!(message.id);
+                        kind.event(&record.id, Some(&record.key), data)
+                    })
+                    .filter(|event| match crate::bus::validate(event) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(session = %record.key, error = %e, "turn event refused");
+                            false
+                        }
+                    })
+                    .collect();
+                if batch.is_empty() {
+                    continue;
+                }
+                match self.bus.submit_batch(batch) {
                     Ok(committed) => in_flight.push_back(committed),
-                    Err(e) => {
-                        tracing::warn!(session = %record.key, error = %e, "turn event refused")
+                    Err((_, e)) => {
+                        tracing::warn!(session = %record.key, error = %e, "turn events refused")
                     }
                 }
                 if in_flight.len() >= STREAM_WINDOW
                     && let Some(oldest) = in_flight.pop_front()
                     && let Err(e) = oldest.await
                 {
-                    tracing::warn!(session = %record.key, error = %e, "turn event not stored");
+                    tracing::warn!(session = %record.key, error = %e, "turn events not stored");
                 }
             }
             for committed in in_flight {
                 if let Err(e) = committed.await {
-                    tracing::warn!(session = %record.key, error = %e, "turn event not stored");
+                    tracing::warn!(session = %record.key, error = %e, "turn events not stored");
                 }
             }
         };
@@ -827,6 +947,15 @@ impl Inner {
     async fn publish(&self, session_id: &str, key: Option<&str>, kind: SessionEvent, data: Value) {
         self.bus.notify(kind.event(session_id, key, data)).await;
     }
+}
+
+/// The event of a turn starting on message `m`.
+fn turn_started(session_id: &str, key: &str, m: &MessageRecord) -> crate::bus::NewEvent {
+    SessionEvent::TurnStarted.event(
+        session_id,
+        Some(key),
+        json!({ "message_id": m.id, "input": m.text }),
+    )
 }
 
 fn validate_key(key: &str) -> Result<(), SessionError> {

@@ -8,7 +8,7 @@
 //! Invariants every backend keeps:
 //! - A write is acknowledged only once it is durable.
 //! - A state change and the event announcing it commit together (`announce` closures).
-//! - `committed_events` delivers events in `seq` order, after their commit.
+//! - Events reach the [`Fanout`] in `seq` order, after their commit.
 
 mod sqlite;
 
@@ -20,9 +20,8 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 
-use crate::bus::{Event, NewEvent};
+use crate::bus::{Event, Fanout, NewEvent};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +129,16 @@ pub struct QueueCounts {
 }
 
 /// Each makes the event that announces a write, inside the write's transaction.
+/// A message accepted into a session's queue.
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    pub message: MessageRecord,
+    /// 1-based place among the queued messages.
+    pub position: u64,
+    /// Taken at once: the session was idle, and the message is its running turn.
+    pub taken: bool,
+}
+
 pub type AnnounceSession = Box<dyn FnOnce(&SessionRecord) -> NewEvent + Send>;
 pub type AnnounceQueued = Box<dyn FnOnce(&MessageRecord, u64) -> NewEvent + Send>;
 pub type AnnounceTaken = Box<dyn FnOnce(&MessageRecord) -> NewEvent + Send>;
@@ -178,9 +187,6 @@ pub trait EventLog: Send + Sync {
     ) -> BoxFuture<'static, Result<Vec<Arc<Event>>, StoreError>>;
     /// Stored events with `seq > after`, oldest first, at most `limit`.
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError>;
-    /// The `seq` of the last event handed to [`EventLog::committed_events`] (at start,
-    /// the log's last): a receiver that joined before asking gets every later one.
-    fn live_seq(&self) -> u64;
     /// Delete up to `batch` of the oldest events beyond the newest `keep` or older than
     /// `before` (RFC 3339); returns how many.
     async fn trim_events(
@@ -189,8 +195,9 @@ pub trait EventLog: Send + Sync {
         before: Option<String>,
         batch: u64,
     ) -> Result<u64, StoreError>;
-    /// Events as they are committed, in `seq` order.
-    fn committed_events(&self) -> broadcast::Receiver<Arc<Event>>;
+    /// The live subscribers, which the backend hands every event after its commit, in
+    /// `seq` order ([`Fanout::deliver`]); it starts at the log's last `seq`.
+    fn fanout(&self) -> &Arc<Fanout>;
     /// Where the reader `name` saved its position in the log, if it ever did.
     async fn log_cursor(&self, name: &str) -> Result<Option<u64>, StoreError>;
     /// Save the reader `name`'s position: every event up to `seq` handled.
@@ -215,14 +222,17 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<Vec<SessionRecord>, StoreError>;
     async fn delete_session(&self, id: &str) -> Result<bool, StoreError>;
     /// Queue a user message if fewer than `max_queued` are queued; returns it and its
-    /// 1-based place, or `None` when full.
+    /// 1-based place, or `None` when full. When the session has nothing queued or
+    /// processing, the message is taken at once (`processing`, with `announce_taken`'s
+    /// event in the same transaction), as [`SessionStore::take_next_message`] would.
     async fn enqueue_message(
         &self,
         session_id: &str,
         text: String,
         max_queued: usize,
         announce: AnnounceQueued,
-    ) -> Result<Option<(MessageRecord, u64)>, StoreError>;
+        announce_taken: AnnounceTaken,
+    ) -> Result<Option<Enqueued>, StoreError>;
     /// Take the oldest queued message (now `processing`).
     async fn take_next_message(
         &self,

@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 
 use super::writer::Undo;
 use super::{CachedStatements, SqliteStore};
-use crate::bus::{Event, EventData, NewEvent};
+use crate::bus::{Event, EventData, Fanout, NewEvent};
 use crate::store::{EventLog, StoreError};
 
 /// Insert one event inside a write. The caller pushes the returned event to the
@@ -80,8 +80,8 @@ impl EventLog for SqliteStore {
         }))
     }
 
-    fn committed_events(&self) -> tokio::sync::broadcast::Receiver<Arc<Event>> {
-        self.subscribe_committed()
+    fn fanout(&self) -> &Arc<Fanout> {
+        &self.inner.fanout
     }
 
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
@@ -135,12 +135,6 @@ impl EventLog for SqliteStore {
             Ok(())
         })
         .await
-    }
-
-    fn live_seq(&self) -> u64 {
-        self.inner
-            .live_seq
-            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Delete up to `batch` of the oldest events that are beyond the newest `keep` or

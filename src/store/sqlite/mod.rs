@@ -34,10 +34,8 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     writer: writer::Writer,
-    /// Every event committed to the log, in commit (= seq) order.
-    committed: tokio::sync::broadcast::Sender<Arc<crate::bus::Event>>,
-    /// The seq of the last event sent on `committed` (see `EventLog::live_seq`).
-    live_seq: std::sync::atomic::AtomicU64,
+    /// Live subscribers, handed every event after its commit, in commit (= seq) order.
+    fanout: Arc<crate::bus::Fanout>,
     /// Idle read connections; a read takes one (or opens one) and puts it back.
     readers: Mutex<Vec<Connection>>,
     /// One permit per read connection: at most [`READERS`] reads run at once, so every
@@ -117,9 +115,6 @@ const READERS: usize = 8;
 /// Prepared statements kept per connection; more than the store's distinct statements,
 /// so none is parsed twice.
 const STATEMENT_CACHE: usize = 64;
-/// Committed events buffered for live subscribers; one that falls further behind
-/// catches up from the log.
-const LIVE_EVENTS: usize = 4096;
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     static CONFIGURED: std::sync::Once = std::sync::Once::new();
@@ -222,8 +217,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 writer,
-                committed: tokio::sync::broadcast::channel(LIVE_EVENTS).0,
-                live_seq: std::sync::atomic::AtomicU64::new(last_seq as u64),
+                fanout: crate::bus::Fanout::new(last_seq as u64),
                 readers: Mutex::new(Vec::new()),
                 read_permits: tokio::sync::Semaphore::new(READERS),
             }),
@@ -288,22 +282,10 @@ impl SqliteStore {
             },
             move |(_, events): &(T, Vec<Arc<crate::bus::Event>>)| {
                 metrics::counter!("switchyard_bus_events_total").increment(events.len() as u64);
-                for e in events {
-                    // Before the send: a subscriber that joins between the two skips
-                    // the event as already past, and receives it.
-                    inner
-                        .live_seq
-                        .store(e.seq, std::sync::atomic::Ordering::Release);
-                    // No live subscriber is not an error: the log has it.
-                    let _ = inner.committed.send(e.clone());
-                }
+                inner.fanout.deliver(events);
             },
         );
         async move { Ok(committed.await?.0) }
-    }
-
-    fn subscribe_committed(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::bus::Event>> {
-        self.inner.committed.subscribe()
     }
 
     /// Run `f` on a read connection, on the blocking pool.

@@ -15,7 +15,7 @@ use super::writer::Undo;
 use super::{CachedStatements, SqliteStore};
 use crate::store::{
     AnnounceFinished, AnnounceInterrupted, AnnounceQueued, AnnounceSession, AnnounceTaken,
-    MessageRecord, QueueCounts, SessionRecord, SessionStore, StoreError, TurnResult,
+    Enqueued, MessageRecord, QueueCounts, SessionRecord, SessionStore, StoreError, TurnResult,
 };
 
 fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
@@ -55,10 +55,6 @@ const MESSAGE_COLUMNS: &str = "seq, id, role, text, status, created_at, finished
 // The statements that look messages up by status read the partial indexes of queued
 // and processing messages (migration 7), never the history; `reads_by_status_use_*`
 // checks their plans.
-
-/// A session's queued messages.
-const QUEUED: &str =
-    "SELECT COUNT(*) FROM session_messages WHERE session_id = ?1 AND status = 'queued'";
 
 /// A session's queued and processing messages.
 const SESSION_COUNTS: &str =
@@ -154,32 +150,37 @@ impl SessionStore for SqliteStore {
     /// Append a user message to the queue if it holds fewer than `max_queued`; returns
     /// the message and its 1-based place among queued messages, or `None` when full.
     /// The event `announce` makes of the message is written in the same transaction.
+    /// A message for an idle session (nothing queued or processing) is taken at once:
+    /// the worker is handed it without a write of its own.
     async fn enqueue_message(
         &self,
         session_id: &str,
         text: String,
         max_queued: usize,
         announce: AnnounceQueued,
-    ) -> Result<Option<(MessageRecord, u64)>, StoreError> {
+        announce_taken: AnnounceTaken,
+    ) -> Result<Option<Enqueued>, StoreError> {
         let session_id = session_id.to_owned();
         self.write_events_undone(Undo::Group, move |c, events| {
-            let queued: i64 = c.one(QUEUED, [&session_id], |r| r.get(0))?;
-            if queued as usize >= max_queued {
+            let counts = c.one(SESSION_COUNTS, [&session_id], counts_row)?;
+            if counts.queued as usize >= max_queued {
                 return Ok(None);
             }
+            let taken = counts.queued == 0 && counts.processing == 0;
+            let status = if taken { "processing" } else { "queued" };
             let id = ulid::Ulid::new().to_string();
             let now = crate::time::now_rfc3339();
             // A user message opens its own turn: turn = its seq (the next rowid).
             c.exec(
                 "INSERT INTO session_messages (turn, id, session_id, role, text, status, created_at)
-                 VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM session_messages), ?1, ?2, 'user', ?3, 'queued', ?4)",
-                params![id, session_id, text, now],
+                 VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM session_messages), ?1, ?2, 'user', ?3, ?4, ?5)",
+                params![id, session_id, text, status, now],
             )?;
             c.exec(
                 "UPDATE sessions SET updated_at = ?1 WHERE id = ?2",
                 params![now, session_id],
             )?;
-            let record = MessageRecord {
+            let mut message = MessageRecord {
                 seq: c.last_insert_rowid() as u64,
                 id,
                 role: "user".into(),
@@ -189,9 +190,17 @@ impl SessionStore for SqliteStore {
                 finished_at: None,
                 error: None,
             };
-            let position = queued as u64 + 1;
-            record_event(c, announce(&record, position), events)?;
-            Ok(Some((record, position)))
+            let position = counts.queued + 1;
+            record_event(c, announce(&message, position), events)?;
+            if taken {
+                message.status = status.into();
+                record_event(c, announce_taken(&message), events)?;
+            }
+            Ok(Some(Enqueued {
+                message,
+                position,
+                taken,
+            }))
         })
         .await
     }
@@ -437,7 +446,7 @@ mod tests {
     use rusqlite::Connection;
 
     use super::super::query_plan;
-    use super::{ALL_COUNTS, NEXT_QUEUED, QUEUED, SESSION_COUNTS};
+    use super::{ALL_COUNTS, NEXT_QUEUED, SESSION_COUNTS};
     use crate::store::Store;
 
     /// Every lookup by status reads a partial index of the few queued or processing
@@ -447,14 +456,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(Store::open(dir.path()).unwrap());
         let c = Connection::open(dir.path().join("switchyard.db")).unwrap();
-        for (sql, index) in [
-            (NEXT_QUEUED.as_str(), "session_messages_queued"),
-            (QUEUED, "session_messages_queued"),
-        ] {
-            let plan = query_plan(&c, sql, ["s"]);
-            assert!(plan.contains(index), "{sql}: {plan}");
-            assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
-        }
+        let plan = query_plan(&c, &NEXT_QUEUED, ["s"]);
+        assert!(plan.contains("session_messages_queued"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
         for plan in [
             query_plan(&c, SESSION_COUNTS, ["s"]),
             query_plan(&c, ALL_COUNTS, []),
