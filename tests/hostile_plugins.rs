@@ -90,7 +90,7 @@ async fn assert_still_serving(f: &Fixture) {
         .host
         .run_turn(
             "echo-agent",
-            &TurnRequest {
+            TurnRequest {
                 session: "s".into(),
                 history: vec![],
                 input: "still here".into(),

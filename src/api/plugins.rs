@@ -184,9 +184,7 @@ async fn call(
                 }
                 events
             });
-            let result = host
-                .run_turn(&name, &turn, tx, TurnControl::default())
-                .await;
+            let result = host.run_turn(&name, turn, tx, TurnControl::default()).await;
             let events = collect.await.unwrap_or_default();
             json!({ "events": events, "result": result? })
         }

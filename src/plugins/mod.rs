@@ -323,7 +323,7 @@ impl PluginHost {
     pub async fn run_turn(
         &self,
         name: &str,
-        request: &TurnRequest,
+        request: TurnRequest,
         events: mpsc::Sender<TurnEvent>,
         control: TurnControl,
     ) -> Result<TurnResult, CallError> {

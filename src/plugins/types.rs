@@ -62,13 +62,15 @@ fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
-impl From<&TurnRequest> for wit_agent::TurnRequest {
-    fn from(r: &TurnRequest) -> Self {
+/// By value: a turn's history (up to `history_limit` messages) moves into the call
+/// instead of being copied once more on its way to the guest.
+impl From<TurnRequest> for wit_agent::TurnRequest {
+    fn from(r: TurnRequest) -> Self {
         Self {
-            session: r.session.clone(),
+            session: r.session,
             history: r
                 .history
-                .iter()
+                .into_iter()
                 .map(|m| wit_agent::Message {
                     role: match m.role {
                         Role::System => wit_agent::Role::System,
@@ -76,10 +78,10 @@ impl From<&TurnRequest> for wit_agent::TurnRequest {
                         Role::Assistant => wit_agent::Role::Assistant,
                         Role::Tool => wit_agent::Role::Tool,
                     },
-                    content: m.content.clone(),
+                    content: m.content,
                 })
                 .collect(),
-            input: r.input.clone(),
+            input: r.input,
             config: r.config.to_string(),
         }
     }

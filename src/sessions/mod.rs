@@ -770,7 +770,7 @@ impl Inner {
         let (events, mut stream) = mpsc::channel(256);
         let call = self
             .plugins
-            .run_turn(&record.adapter, &request, events, control.clone());
+            .run_turn(&record.adapter, request, events, control.clone());
         // Stream events are submitted in order without waiting for each commit, those
         // already waiting as one batch (one write); at most STREAM_WINDOW batches are
         // in flight, so a fast adapter cannot queue without bound.
