@@ -95,7 +95,13 @@ async fn metrics_cover_http_sessions_queues_bus_and_plugins() {
             &text,
             "switchyard_plugin_call_duration_seconds_count{plugin=\"echo-agent\",export=\"run-turn\"}",
         );
-        if expired == Some(1.0) && turns.is_some_and(|n| n >= 1.0) {
+        // The counter moves inside the reaper's write, the item's status with its
+        // commit: wait for both.
+        let timed_out = sample(
+            &text,
+            "switchyard_queue_items{queue=\"jobs\",status=\"timed_out\"}",
+        );
+        if expired == Some(1.0) && timed_out == Some(1.0) && turns.is_some_and(|n| n >= 1.0) {
             break text;
         }
         assert!(start.elapsed() < Duration::from_secs(20), "{text}");
