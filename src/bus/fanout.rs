@@ -133,6 +133,12 @@ impl LiveFeed {
         self.lagged.swap(false, Ordering::AcqRel)
     }
 
+    /// Drop what is queued: a subscriber that lagged reads it back from the log, and a
+    /// full queue would make it lag again.
+    pub fn clear(&mut self) {
+        while self.queue.try_recv().is_ok() {}
+    }
+
     /// Events delivered and not yet received.
     pub fn len(&self) -> usize {
         self.queue.len()

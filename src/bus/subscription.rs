@@ -79,6 +79,7 @@ impl Subscription {
                     cursor = self.cursor,
                     "subscriber fell behind; catching up from the log"
                 );
+                self.live.clear();
                 self.catching_up = true;
                 continue;
             }

@@ -141,7 +141,7 @@ struct Inner {
     bus: Bus,
     plugins: Arc<PluginHost>,
     config: SessionsConfig,
-    /// Sessions with a worker, by session id.
+    /// Sessions with a worker, by session id and by key.
     active: Mutex<Workers>,
     workers: TaskTracker,
     /// Every turn's end, for [`Sessions::wait_turn`].
@@ -550,6 +550,8 @@ impl Sessions {
         self.inner.active.lock().await.forget_key_of(&record);
         self.stop_turn(&record.id).await;
         self.inner.store.delete_session(&record.id).await?;
+        // Again: an enqueue that raced the delete may have woken a worker under it.
+        self.inner.active.lock().await.forget_key_of(&record);
         self.inner
             .publish(
                 &record.id,
@@ -563,6 +565,10 @@ impl Sessions {
 
     /// Abort the running turn and wait until it has ended.
     async fn stop_turn(&self, session_id: &str) {
+        // A message handed over at enqueue and not started yet goes with the queue.
+        if let Some(a) = self.inner.active.lock().await.get(session_id) {
+            a.handed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
         if self.abort_running(session_id).await {
             let limit = self.inner.config.abort_grace + Duration::from_secs(1);
             let start = tokio::time::Instant::now();

@@ -128,7 +128,6 @@ pub struct QueueCounts {
     pub processing: u64,
 }
 
-/// Each makes the event that announces a write, inside the write's transaction.
 /// A message accepted into a session's queue.
 #[derive(Debug, Clone)]
 pub struct Enqueued {
@@ -139,6 +138,7 @@ pub struct Enqueued {
     pub taken: bool,
 }
 
+/// Each makes the event that announces a write, inside the write's transaction.
 pub type AnnounceSession = Box<dyn FnOnce(&SessionRecord) -> NewEvent + Send>;
 pub type AnnounceQueued = Box<dyn FnOnce(&MessageRecord, u64) -> NewEvent + Send>;
 pub type AnnounceTaken = Box<dyn FnOnce(&MessageRecord) -> NewEvent + Send>;
