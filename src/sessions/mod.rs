@@ -152,8 +152,8 @@ struct Inner {
 ///
 /// By key, it spares the hot paths (a message, a chat turn) a read of the store to
 /// find the session: while a session has a worker, its record is here. A deleted
-/// session's key is forgotten at once, though its worker may linger until its turn
-/// ends.
+/// session's key is forgotten once the delete is stored, though its worker may linger
+/// until its turn ends.
 #[derive(Default)]
 struct Workers {
     by_id: HashMap<String, Arc<Active>>,
@@ -371,13 +371,9 @@ impl Sessions {
         let counts = self.inner.store.queue_counts(&record.id).await?;
         let last = self.inner.store.session_messages(&record.id, 1).await?;
         let active = self.inner.active.lock().await.get(&record.id).cloned();
-        let current_message = active.as_ref().and_then(|a| {
-            a.turn
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .map(|t| t.message_id.clone())
-        });
+        let current_message = active
+            .as_ref()
+            .and_then(|a| locked(&a.turn).as_ref().map(|t| t.message_id.clone()));
         Ok(SessionSnapshot {
             key: record.key,
             id: record.id,
@@ -472,7 +468,7 @@ impl Sessions {
     async fn abort_running(&self, session_id: &str) -> bool {
         let active = self.inner.active.lock().await.get(session_id).cloned();
         let Some(active) = active else { return false };
-        let turn = active.turn.lock().unwrap_or_else(|p| p.into_inner());
+        let turn = locked(&active.turn);
         match turn.as_ref() {
             Some(t) => {
                 t.control.abort();
@@ -500,7 +496,7 @@ impl Sessions {
         if steerable {
             let active = self.inner.active.lock().await.get(&record.id).cloned();
             let steered = active.and_then(|active| {
-                let turn = active.turn.lock().unwrap_or_else(|p| p.into_inner());
+                let turn = locked(&active.turn);
                 turn.as_ref().map(|t| {
                     t.control.steer(text.clone());
                     t.message_id.clone()
@@ -547,10 +543,10 @@ impl Sessions {
     /// Delete the session and everything it holds.
     pub async fn delete(&self, key: &str) -> Result<(), SessionError> {
         let record = self.record(key).await?;
-        self.inner.active.lock().await.forget_key_of(&record);
         self.stop_turn(&record.id).await;
         self.inner.store.delete_session(&record.id).await?;
-        // Again: an enqueue that raced the delete may have woken a worker under it.
+        // After the delete: until then the store has the session too, and an enqueue
+        // that raced the delete may have woken a worker under its key.
         self.inner.active.lock().await.forget_key_of(&record);
         self.inner
             .publish(
@@ -567,7 +563,7 @@ impl Sessions {
     async fn stop_turn(&self, session_id: &str) {
         // A message handed over at enqueue and not started yet goes with the queue.
         if let Some(a) = self.inner.active.lock().await.get(session_id) {
-            a.handed.lock().unwrap_or_else(|p| p.into_inner()).take();
+            locked(&a.handed).take();
         }
         if self.abort_running(session_id).await {
             let limit = self.inner.config.abort_grace + Duration::from_secs(1);
@@ -580,7 +576,7 @@ impl Sessions {
 
     async fn is_running(&self, session_id: &str) -> bool {
         let active = self.inner.active.lock().await.get(session_id).cloned();
-        active.is_some_and(|a| a.turn.lock().unwrap_or_else(|p| p.into_inner()).is_some())
+        active.is_some_and(|a| locked(&a.turn).is_some())
     }
 
     /// History: the last `limit` messages, oldest first.
@@ -643,7 +639,7 @@ impl Sessions {
         let mut active = self.inner.active.lock().await;
         if let Some(a) = active.get(&record.id) {
             if taken.is_some() {
-                *a.handed.lock().unwrap_or_else(|p| p.into_inner()) = taken;
+                *locked(&a.handed) = taken;
             }
             a.wake.notify_one();
             return;
@@ -667,11 +663,7 @@ impl Inner {
     async fn work(self: Arc<Self>, active: Arc<Active>) {
         let id = active.record.id.clone();
         loop {
-            let handed = active
-                .handed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
+            let handed = locked(&active.handed).take();
             let next = match handed {
                 Some(message) => Ok(Some(message)),
                 None => {
@@ -702,11 +694,7 @@ impl Inner {
                         .await
                         .map(|c| c.queued)
                         .unwrap_or(0);
-                    let handed = active
-                        .handed
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .is_some();
+                    let handed = locked(&active.handed).is_some();
                     if queued == 0 && !handed {
                         map.remove(&active);
                         tracing::debug!(session = %active.record.key, "session idle; left memory");
@@ -757,7 +745,7 @@ impl Inner {
         let record = &active.record;
         let control = TurnControl::default();
         let hard_abort = Arc::new(Notify::new());
-        *active.turn.lock().unwrap_or_else(|p| p.into_inner()) = Some(RunningTurn {
+        *locked(&active.turn) = Some(RunningTurn {
             message_id: message.id.clone(),
             control: control.clone(),
             hard_abort: hard_abort.clone(),
@@ -875,7 +863,7 @@ impl Inner {
         } else {
             active.history.drop_window();
         }
-        *active.turn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *locked(&active.turn) = None;
     }
 
     /// A turn that could not start: recorded as failed, so the queue moves on.
@@ -953,6 +941,12 @@ impl Inner {
     async fn publish(&self, session_id: &str, key: Option<&str>, kind: SessionEvent, data: Value) {
         self.bus.notify(kind.event(session_id, key, data)).await;
     }
+}
+
+/// A worker's small state behind a std mutex, held for a moment and never across an
+/// await: a panic while holding it leaves nothing half-changed, so poisoning is ignored.
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The event of a turn starting on message `m`.
