@@ -474,3 +474,64 @@ on:
     assert!(firings(&server, "late:event").await.is_empty());
     eprintln!("{before} of {N} events had fired before the kill");
 }
+
+/// The automations read only the topics their patterns can match, and follow recipe
+/// changes: an event automation added beside another, on other topics, fires for the
+/// events published once it is in force, and the first one keeps firing.
+#[tokio::test]
+async fn event_automations_added_later_on_other_topics_fire() {
+    let server = Server::start(&["echo-agent"]).await;
+    let recipe = |name: &str, topic: &str| {
+        format!(
+            "name: {name}\ninputs:\n  n: {{ type: string, default: \"\" }}\nsteps:\n  - id: echo\n    agent: echo-agent\n    prompt: \"{name} {{{{ inputs.n }}}}\"\non:\n  event:\n    - topic: {topic}\n      inputs: {{ n: \"{{{{ event.data.n }}}}\" }}\n"
+        )
+    };
+    let publish = |topic: &'static str, n: &'static str| {
+        let server = &server;
+        async move {
+            let (status, body) = server
+                .post(
+                    "/v1/events",
+                    &json!({ "topic": topic, "type": "t", "data": { "n": n } }),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+        }
+    };
+    // Published before any event automation exists: it fires nothing.
+    publish("alerts.db", "0").await;
+    server
+        .install_recipe("alerts", &recipe("alerts", "alerts.>"))
+        .await;
+    server.wait_automation("alerts:event").await;
+    publish("alerts.db", "1").await;
+    wait_firings(&server, "alerts:event", Duration::from_secs(15), |f| {
+        f.len() == 1
+    })
+    .await;
+
+    server
+        .install_recipe("deploys", &recipe("deploys", "deploys.*"))
+        .await;
+    server.wait_automation("deploys:event").await;
+    publish("deploys.api", "2").await;
+    publish("alerts.api", "3").await;
+    publish("other.api", "4").await;
+    let deploys = wait_firings(&server, "deploys:event", Duration::from_secs(15), |f| {
+        f.len() == 1
+    })
+    .await;
+    let alerts = wait_firings(&server, "alerts:event", Duration::from_secs(15), |f| {
+        f.len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(firings(&server, "alerts:event").await.len(), 2);
+    assert_eq!(firings(&server, "deploys:event").await.len(), 1);
+    for (firing, n) in [(&deploys[0], "2"), (&alerts[0], "1"), (&alerts[1], "3")] {
+        let (_, run) = server
+            .get(&format!("/v1/runs/{}", firing["run_id"].as_str().unwrap()))
+            .await;
+        assert_eq!(run["inputs"]["n"], n, "{run}");
+    }
+}

@@ -28,13 +28,21 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
-use crate::bus::{Bus, Event, NewEvent};
+use crate::bus::{Bus, Event, NewEvent, Subscription, TopicPattern};
 use crate::plugins::PluginHost;
 use crate::recipes::template::{Reference, Scope, Template};
 use crate::recipes::{CatchUp, Overlap, Recipe, RecipeRegistry};
 use crate::runs::{RunError, Runs, Trigger};
 use crate::store::{FiringRecord, Store, StoreError};
 use timetable::Timetable;
+
+/// The next event of `events`; none ever without a subscription.
+async fn next_event(events: &mut Option<Subscription>) -> Result<Arc<Event>, StoreError> {
+    match events {
+        Some(events) => events.next().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// The id of a recipe's `index`-th automation of `kind`.
 pub fn automation_id(recipe: &str, kind: &str, index: usize) -> String {
@@ -225,9 +233,8 @@ impl Automations {
         let mut generation = self.inner.recipes.generation();
         generation.mark_unchanged();
         let mut ended = self.inner.runs.ended();
-        // A subscription, not the bare live feed: when a burst outruns this loop it
-        // reads the missed events back from the log instead of dropping them. It
-        // starts where the last process got to (the first start: now).
+        // Events are read from where the last process got to (the first start: from
+        // before the automations register).
         let saved = match self.inner.store.log_cursor(LOG_CURSOR).await {
             Ok(saved) => saved,
             Err(e) => {
@@ -235,13 +242,10 @@ impl Automations {
                 None
             }
         };
-        let mut events = self.inner.bus.subscribe_from(
-            crate::bus::TopicPattern::parse(">").expect("`>` is a pattern"),
-            saved,
-        );
+        let head = self.inner.bus.head();
         {
             let mut state = self.state();
-            state.log.read = events.cursor();
+            state.log.read = saved.unwrap_or(head);
             state.log.saved = saved.unwrap_or(0);
         }
         let mut save_progress = tokio::time::interval(SAVE_PROGRESS_EVERY);
@@ -255,6 +259,8 @@ impl Automations {
             tracing::error!(error = %e, "automations: cannot read their state; retrying in a second");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        let mut events = None;
+        self.follow_events(&mut events, saved.unwrap_or(head));
         loop {
             let wake = self.state().timetable.next_wake();
             let sleep = wake
@@ -267,9 +273,11 @@ impl Automations {
                     if changed.is_err() {
                         return;
                     }
+                    let head = self.inner.bus.head();
                     if let Err(e) = self.refresh(false).await {
                         tracing::error!(error = %e, "automations: cannot apply a recipe change");
                     }
+                    self.follow_events(&mut events, head);
                 }
                 run = ended.recv() => match run {
                     Ok(run) => self.run_ended(&run.id),
@@ -277,7 +285,7 @@ impl Automations {
                     Err(_) => return,
                 },
                 _ = save_progress.tick() => self.save_progress().await,
-                event = events.next() => match event {
+                event = next_event(&mut events) => match event {
                     Ok(event) => self.on_event(event),
                     Err(StoreError::WriterStopped) => return,
                     Err(e) => {
@@ -288,6 +296,37 @@ impl Automations {
                 },
             }
         }
+    }
+
+    /// Read the events that the event automations in force may match, and no others:
+    /// a subscription to a pattern covering theirs, none when there are none (with
+    /// `>`, every event published woke this loop). A new subscription reads the log
+    /// from where the last one got to, else `from`: where the last process got to, or
+    /// the log's end before the automations now in force registered (an automation
+    /// fires for no older event).
+    ///
+    /// A subscription, not the bare live feed: when a burst outruns this loop it reads
+    /// the missed events back from the log instead of dropping them.
+    fn follow_events(&self, events: &mut Option<Subscription>, from: u64) {
+        let wanted = {
+            let state = self.state();
+            let patterns = state
+                .known
+                .values()
+                .filter(|k| k.kind == "event")
+                .map(|k| &k.recipe.events[k.index].topic);
+            TopicPattern::covering(patterns)
+        };
+        if events.is_none() {
+            // Nothing was read, and no event automation was there to match it.
+            let mut state = self.state();
+            state.log.read = state.log.read.max(from);
+        }
+        if wanted.as_ref() == events.as_ref().map(Subscription::pattern) {
+            return;
+        }
+        let from = events.take().map_or(from, |old| old.cursor());
+        *events = wanted.map(|pattern| self.inner.bus.subscribe_from(pattern, Some(from)));
     }
 
     /// Rebuild from the recipes in force; at start (`catch_up`), fire what was missed.

@@ -89,6 +89,11 @@ impl Fanout {
         }
     }
 
+    /// The seq of the last event delivered.
+    pub fn last_seq(&self) -> u64 {
+        self.routes().last_seq
+    }
+
     /// A route for `pattern`, and the seq of the last event delivered before it: the
     /// feed gets every matching event after that one, unless it lags.
     pub fn join(self: &Arc<Self>, pattern: TopicPattern) -> (LiveFeed, u64) {

@@ -162,6 +162,12 @@ impl Bus {
         Subscription::start(self.clone(), pattern, cursor)
     }
 
+    /// The seq of the last event fanned out: a subscription from it misses nothing
+    /// published later.
+    pub fn head(&self) -> u64 {
+        self.store.fanout().last_seq()
+    }
+
     /// Stored events with `seq > after`, oldest first, at most `limit`.
     pub async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         self.store.events_after(after, limit).await

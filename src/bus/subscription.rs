@@ -49,6 +49,10 @@ impl Subscription {
         }
     }
 
+    pub fn pattern(&self) -> &TopicPattern {
+        &self.pattern
+    }
+
     /// The last seq this subscription has passed.
     pub fn cursor(&self) -> u64 {
         self.cursor

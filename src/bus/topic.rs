@@ -107,6 +107,30 @@ impl TopicPattern {
     }
 }
 
+impl TopicPattern {
+    /// One pattern that matches every topic some of `patterns` match, and as few others
+    /// as this form allows: the pattern itself if they are all the same, else their
+    /// shared leading literal tokens then `>`. `None` when there are none.
+    pub fn covering<'a>(patterns: impl IntoIterator<Item = &'a TopicPattern>) -> Option<Self> {
+        let patterns: Vec<&TopicPattern> = patterns.into_iter().collect();
+        let first = *patterns.first()?;
+        if patterns.iter().all(|p| *p == first) {
+            return Some(first.clone());
+        }
+        let shortest = patterns.iter().map(|p| p.tokens.len()).min().unwrap_or(0);
+        // `>` needs a token of its own, so at least one is left for it.
+        let shared = (0..shortest.saturating_sub(1))
+            .take_while(|&i| {
+                let t = &first.tokens[i];
+                t != "*" && t != ">" && patterns.iter().all(|p| p.tokens[i] == *t)
+            })
+            .count();
+        let mut tokens = first.tokens[..shared].to_vec();
+        tokens.push(">".into());
+        Some(Self { tokens })
+    }
+}
+
 impl std::fmt::Display for TopicPattern {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.tokens.join("."))
@@ -119,6 +143,29 @@ mod tests {
 
     fn m(p: &str, t: &str) -> bool {
         TopicPattern::parse(p).unwrap().matches(t)
+    }
+
+    #[test]
+    fn a_covering_pattern_matches_what_each_pattern_matches() {
+        let cover = |ps: &[&str]| {
+            let ps: Vec<_> = ps.iter().map(|p| TopicPattern::parse(p).unwrap()).collect();
+            TopicPattern::covering(&ps).map(|p| p.to_string())
+        };
+        assert_eq!(cover(&[]), None);
+        assert_eq!(cover(&["a.b"]), Some("a.b".into()));
+        assert_eq!(cover(&["a.*.c", "a.*.c"]), Some("a.*.c".into()));
+        assert_eq!(cover(&["a.b", "a.c"]), Some("a.>".into()));
+        assert_eq!(cover(&["a.b", "a.b.c"]), Some("a.>".into()));
+        assert_eq!(cover(&["a.b.c.d", "a.b.c.e"]), Some("a.b.c.>".into()));
+        assert_eq!(cover(&["a.*", "a.b"]), Some("a.>".into()));
+        assert_eq!(cover(&["a.>", "a.b.>"]), Some("a.>".into()));
+        assert_eq!(cover(&["a.b", "c.d"]), Some(">".into()));
+        assert_eq!(cover(&["*.b", "a.b"]), Some(">".into()));
+        assert_eq!(cover(&[">", "a"]), Some(">".into()));
+        for (ps, topic) in [(["a.b", "a.b.c"], "a.b"), (["a.b", "a.b.c"], "a.b.c")] {
+            let ps: Vec<_> = ps.iter().map(|p| TopicPattern::parse(p).unwrap()).collect();
+            assert!(TopicPattern::covering(&ps).unwrap().matches(topic));
+        }
     }
 
     #[test]
