@@ -164,6 +164,9 @@ async fn run() {
     if selected("publish") {
         publish(&js, &http, &sy_url).await;
     }
+    if std::env::args().any(|a| a == "socket") {
+        socket_only(&sy_url).await;
+    }
     if selected("latency") {
         latency(&nats, &js, &http, &sy_url).await;
     }
@@ -315,6 +318,26 @@ async fn publish(js: &async_nats::jetstream::Context, http: &reqwest::Client, sy
         "\nratio Switchyard / JetStream: **{:.2}**\n",
         sy_batched / nats_pipelined
     );
+}
+
+/// Only Switchyard's publishing socket, `BENCH_EVENTS` events (default 400,000): a run
+/// long enough to profile the server; named on the command line, never by default.
+async fn socket_only(sy_url: &str) {
+    let total = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(400_000);
+    let socket = SocketPublisher::connect(sy_url).await;
+    let rate = throughput(PUBLISHERS, total, move |i| {
+        let socket = socket.clone();
+        async move {
+            let event = json!({ "topic": "bench.publish", "type": "bench", "data": payload(i) });
+            let receipt = socket.publish(event.to_string()).await;
+            assert!(receipt["seq"].is_u64(), "{receipt}");
+        }
+    })
+    .await;
+    println!("socket publish: {rate:.0} events/s");
 }
 
 /// One WebSocket on `/v1/events/publish` shared by every publisher, as the NATS
