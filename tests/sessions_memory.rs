@@ -21,8 +21,9 @@ async fn wait_until(limit: Duration, mut check: impl AsyncFnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_sessions_leave_memory_and_come_back() {
+/// Sessions over a real store and the real echo-agent; the directories live as long
+/// as the returned guard.
+async fn start(config: SessionsConfig) -> (Sessions, Store, [tempfile::TempDir; 2]) {
     let data = tempfile::tempdir().unwrap();
     let plugins = tempfile::tempdir().unwrap();
     util::install_plugin(plugins.path(), "echo-agent");
@@ -43,15 +44,17 @@ async fn idle_sessions_leave_memory_and_come_back() {
         .unwrap(),
     );
     host.scan(plugins.path()).await;
-    let sessions = Sessions::new(
-        store,
-        bus,
-        host,
-        SessionsConfig {
-            idle_timeout: Duration::from_millis(200),
-            ..Default::default()
-        },
-    );
+    let sessions = Sessions::new(store.clone(), bus, host, config);
+    (sessions, store, [data, plugins])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_leave_memory_and_come_back() {
+    let (sessions, _store, _dirs) = start(SessionsConfig {
+        idle_timeout: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
 
     for i in 0..50 {
         let key = format!("s{i}");
@@ -94,4 +97,52 @@ async fn idle_sessions_leave_memory_and_come_back() {
         sessions.in_memory().await == 0
     })
     .await;
+}
+
+/// A key still naming a session deleted underneath it (as an enqueue that raced the
+/// delete leaves it: it woke the worker after the delete forgot the key) is noticed at
+/// the next message: it goes to the session created under the key since, or is refused
+/// as not found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_naming_a_deleted_session_finds_the_new_one() {
+    use switchyard::sessions::{NewSession, SessionError};
+
+    let (sessions, store, _dirs) = start(SessionsConfig::default()).await;
+    let new = || NewSession {
+        key: Some("k".into()),
+        ..Default::default()
+    };
+
+    let old = sessions.create(new()).await.unwrap();
+    sessions.enqueue("k", "first".into()).await.unwrap();
+    assert!(sessions.snapshot("k").await.unwrap().in_memory);
+    assert!(store.delete_session(&old.id).await.unwrap());
+    let fresh = sessions.create(new()).await.unwrap();
+    assert_ne!(fresh.id, old.id);
+    assert_eq!(
+        sessions.id_of("k").await.unwrap(),
+        fresh.id,
+        "create forgot the old"
+    );
+
+    sessions.enqueue("k", "second".into()).await.unwrap();
+    assert_eq!(sessions.id_of("k").await.unwrap(), fresh.id);
+    wait_until(Duration::from_secs(10), async || {
+        sessions.history("k", 10).await.unwrap().len() == 2
+    })
+    .await;
+    assert_eq!(sessions.history("k", 10).await.unwrap()[0].text, "second");
+
+    // Deleted with no new session under the key: not found, not a store error.
+    let again = sessions.snapshot("k").await.unwrap();
+    assert!(again.in_memory);
+    assert!(store.delete_session(&fresh.id).await.unwrap());
+    assert!(matches!(
+        sessions.enqueue("k", "third".into()).await,
+        Err(SessionError::NotFound(_))
+    ));
+    assert!(matches!(
+        sessions.delete("k").await,
+        Err(SessionError::NotFound(_))
+    ));
 }

@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::bus::{Subscription, TopicPattern};
+use crate::sessions::SessionError;
+use crate::store::MessageRecord;
 
 /// The parts of the SDK's request body Switchyard uses; the SDK (and apps) add more.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -70,12 +72,11 @@ pub async fn chat(
         );
     }
 
-    let session = state.sessions.get_or_create(&key).await?;
-    let pattern = TopicPattern::parse(&format!("session.{}.>", session.id))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    // Subscribe before queueing, so the turn's first event cannot be missed.
-    let subscription = state.bus.subscribe_from(pattern, None);
-    let (message, _) = state.sessions.enqueue_on(session, text).await?;
+    let (subscription, message) = match start_turn(&state, &key, text.clone()).await {
+        // Deleted meanwhile: the key names a new session now, or none yet.
+        Err(SessionError::NotFound(_)) => start_turn(&state, &key, text).await?,
+        started => started?,
+    };
 
     let stream = chunks(subscription, message.id);
     let mut response = super::sse(&state, stream).into_response();
@@ -87,6 +88,21 @@ pub async fn chat(
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// Queue `text` on the session `key`, created if need be, and follow its events.
+async fn start_turn(
+    state: &AppState,
+    key: &str,
+    text: String,
+) -> Result<(Subscription, MessageRecord), SessionError> {
+    let session = state.sessions.get_or_create(key).await?;
+    let pattern = TopicPattern::parse(&format!("session.{}.>", session.id))
+        .expect("a session id makes a valid topic");
+    // Subscribe before queueing, so the turn's first event cannot be missed.
+    let subscription = state.bus.subscribe_from(pattern, None);
+    let (message, _) = state.sessions.enqueue_on(session, text).await?;
+    Ok((subscription, message))
 }
 
 /// Where a turn's stream is: which text/reasoning block is open.

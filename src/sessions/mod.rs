@@ -28,7 +28,9 @@ use tokio_util::task::TaskTracker;
 use crate::bus::Bus;
 use crate::plugins::types::{Message, Role, StopReason, TurnRequest};
 use crate::plugins::{PluginHost, TurnControl};
-use crate::store::{Enqueued, MessageRecord, SessionRecord, Store, StoreError, TurnResult};
+use crate::store::{
+    EnqueueOutcome, Enqueued, MessageRecord, SessionRecord, Store, StoreError, TurnResult,
+};
 
 pub use events::SessionEvent;
 use history::HistoryWindow;
@@ -180,6 +182,10 @@ impl Workers {
         self.forget_key_of(&active.record);
     }
 
+    fn forget_key(&mut self, key: &str) {
+        self.by_key.remove(key);
+    }
+
     /// Forget `record`'s key, unless it now names another session.
     fn forget_key_of(&mut self, record: &SessionRecord) {
         if self
@@ -211,6 +217,9 @@ struct RunningTurn {
     message_id: String,
     control: TurnControl,
     hard_abort: Arc<Notify>,
+    /// The adapter's call is over and the turn is recording its end: there is nothing
+    /// left to abort or steer, though a delete still waits for it.
+    over: bool,
 }
 
 impl Sessions {
@@ -313,6 +322,9 @@ impl Sessions {
             )
             .await?
             .ok_or(SessionError::Exists(key))?;
+        // Whatever the key named here was deleted (the store took the key again); the
+        // store says what it names now.
+        self.inner.active.lock().await.forget_key(&created.key);
         Ok(created)
     }
 
@@ -412,7 +424,21 @@ impl Sessions {
         // stop it between the write and the wake, or a message taken at enqueue would
         // be `processing` with no worker to run it.
         let sessions = self.clone();
-        let queued = tokio::spawn(async move { sessions.queue_and_wake(record, text).await });
+        let queued = tokio::spawn(async move {
+            let text = match sessions.queue_and_wake(record.clone(), text).await? {
+                Ok(queued) => return Ok(queued),
+                Err(text) => text,
+            };
+            // The session was deleted, and its key may still name it here: an enqueue
+            // that raced the delete can wake its worker after the delete forgot the
+            // key. Forget it now; the key may name a session created since.
+            sessions.inner.active.lock().await.forget_key_of(&record);
+            let fresh = sessions.stored_record(&record.key).await?;
+            match sessions.queue_and_wake(fresh, text).await? {
+                Ok(queued) => Ok(queued),
+                Err(_) => Err(SessionError::NotFound(record.key)),
+            }
+        });
         match queued.await {
             Ok(result) => result,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -420,11 +446,13 @@ impl Sessions {
         }
     }
 
+    /// Queue `text` on the session and wake its worker; the text back if the session
+    /// is gone.
     async fn queue_and_wake(
         &self,
         record: SessionRecord,
         text: String,
-    ) -> Result<(MessageRecord, u64), SessionError> {
+    ) -> Result<Result<(MessageRecord, u64), String>, SessionError> {
         let max = self.inner.config.max_queue;
         let (id, key) = (record.id.clone(), record.key.clone());
         let (sid, skey) = (id.clone(), key.clone());
@@ -444,18 +472,23 @@ impl Sessions {
                 }),
                 Box::new(move |m: &MessageRecord| turn_started(&sid, &skey, m)),
             )
-            .await?
-            .ok_or_else(|| SessionError::QueueFull {
-                key: record.key.clone(),
-                max,
-            })?;
+            .await?;
         let Enqueued {
             message,
             position,
             taken,
-        } = enqueued;
+        } = match enqueued {
+            EnqueueOutcome::Queued(enqueued) => enqueued,
+            EnqueueOutcome::Full => {
+                return Err(SessionError::QueueFull {
+                    key: record.key,
+                    max,
+                });
+            }
+            EnqueueOutcome::NoSession(text) => return Ok(Err(text)),
+        };
         self.wake(record, taken.then(|| message.clone())).await;
-        Ok((message, position))
+        Ok(Ok((message, position)))
     }
 
     /// Abort the running turn, if any: cooperative first (the adapter sees `aborted()`),
@@ -469,7 +502,7 @@ impl Sessions {
         let active = self.inner.active.lock().await.get(session_id).cloned();
         let Some(active) = active else { return false };
         let turn = locked(&active.turn);
-        match turn.as_ref() {
+        match turn.as_ref().filter(|t| !t.over) {
             Some(t) => {
                 t.control.abort();
                 t.hard_abort.notify_one();
@@ -497,7 +530,7 @@ impl Sessions {
             let active = self.inner.active.lock().await.get(&record.id).cloned();
             let steered = active.and_then(|active| {
                 let turn = locked(&active.turn);
-                turn.as_ref().map(|t| {
+                turn.as_ref().filter(|t| !t.over).map(|t| {
                     t.control.steer(text.clone());
                     t.message_id.clone()
                 })
@@ -544,10 +577,14 @@ impl Sessions {
     pub async fn delete(&self, key: &str) -> Result<(), SessionError> {
         let record = self.record(key).await?;
         self.stop_turn(&record.id).await;
-        self.inner.store.delete_session(&record.id).await?;
+        let deleted = self.inner.store.delete_session(&record.id).await?;
         // After the delete: until then the store has the session too, and an enqueue
         // that raced the delete may have woken a worker under its key.
         self.inner.active.lock().await.forget_key_of(&record);
+        if !deleted {
+            // Deleted already, by a delete that raced this one.
+            return Err(SessionError::NotFound(record.key));
+        }
         self.inner
             .publish(
                 &record.id,
@@ -565,12 +602,12 @@ impl Sessions {
         if let Some(a) = self.inner.active.lock().await.get(session_id) {
             locked(&a.handed).take();
         }
-        if self.abort_running(session_id).await {
-            let limit = self.inner.config.abort_grace + Duration::from_secs(1);
-            let start = tokio::time::Instant::now();
-            while self.is_running(session_id).await && start.elapsed() < limit {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+        // Waits for a turn that is over but still recording its end, too.
+        self.abort_running(session_id).await;
+        let limit = self.inner.config.abort_grace + Duration::from_secs(1);
+        let start = tokio::time::Instant::now();
+        while self.is_running(session_id).await && start.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -749,6 +786,7 @@ impl Inner {
             message_id: message.id.clone(),
             control: control.clone(),
             hard_abort: hard_abort.clone(),
+            over: false,
         });
 
         let system = record.system.iter().map(|text| Message {
@@ -818,6 +856,11 @@ impl Inner {
             (result, ()) = futures::future::join(call, forward) => Some(result),
             () = cut_off => None,
         };
+        // Before the end is recorded: a client that has seen `turn.finished` and then
+        // aborts or steers must find no turn running.
+        if let Some(t) = locked(&active.turn).as_mut() {
+            t.over = true;
+        }
 
         let (status, reply, error, stop_reason) = match outcome {
             Some(Ok(result)) => {

@@ -138,6 +138,16 @@ pub struct Enqueued {
     pub taken: bool,
 }
 
+/// What became of a message offered to a session's queue.
+#[derive(Debug)]
+pub enum EnqueueOutcome {
+    Queued(Enqueued),
+    /// The queue holds its maximum already.
+    Full,
+    /// No session has this id (it was deleted); the text is handed back.
+    NoSession(String),
+}
+
 /// Each makes the event that announces a write, inside the write's transaction.
 pub type AnnounceSession = Box<dyn FnOnce(&SessionRecord) -> NewEvent + Send>;
 pub type AnnounceQueued = Box<dyn FnOnce(&MessageRecord, u64) -> NewEvent + Send>;
@@ -222,7 +232,7 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<Vec<SessionRecord>, StoreError>;
     async fn delete_session(&self, id: &str) -> Result<bool, StoreError>;
     /// Queue a user message if fewer than `max_queued` are queued; returns it and its
-    /// 1-based place, or `None` when full. When the session has nothing queued or
+    /// 1-based place. When the session has nothing queued or
     /// processing, the message is taken at once (`processing`, with `announce_taken`'s
     /// event in the same transaction), as [`SessionStore::take_next_message`] would.
     async fn enqueue_message(
@@ -232,7 +242,7 @@ pub trait SessionStore: Send + Sync {
         max_queued: usize,
         announce: AnnounceQueued,
         announce_taken: AnnounceTaken,
-    ) -> Result<Option<Enqueued>, StoreError>;
+    ) -> Result<EnqueueOutcome, StoreError>;
     /// Take the oldest queued message (now `processing`).
     async fn take_next_message(
         &self,

@@ -15,7 +15,8 @@ use super::writer::Undo;
 use super::{CachedStatements, SqliteStore};
 use crate::store::{
     AnnounceFinished, AnnounceInterrupted, AnnounceQueued, AnnounceSession, AnnounceTaken,
-    Enqueued, MessageRecord, QueueCounts, SessionRecord, SessionStore, StoreError, TurnResult,
+    EnqueueOutcome, Enqueued, MessageRecord, QueueCounts, SessionRecord, SessionStore, StoreError,
+    TurnResult,
 };
 
 fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
@@ -159,23 +160,32 @@ impl SessionStore for SqliteStore {
         max_queued: usize,
         announce: AnnounceQueued,
         announce_taken: AnnounceTaken,
-    ) -> Result<Option<Enqueued>, StoreError> {
+    ) -> Result<EnqueueOutcome, StoreError> {
         let session_id = session_id.to_owned();
         self.write_events_undone(Undo::Group, move |c, events| {
             let counts = c.one(SESSION_COUNTS, [&session_id], counts_row)?;
             if counts.queued as usize >= max_queued {
-                return Ok(None);
+                return Ok(EnqueueOutcome::Full);
             }
             let taken = counts.queued == 0 && counts.processing == 0;
             let status = if taken { "processing" } else { "queued" };
             let id = ulid::Ulid::new().to_string();
             let now = crate::time::now_rfc3339();
             // A user message opens its own turn: turn = its seq (the next rowid).
-            c.exec(
+            let inserted = c.exec(
                 "INSERT INTO session_messages (turn, id, session_id, role, text, status, created_at)
                  VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM session_messages), ?1, ?2, 'user', ?3, ?4, ?5)",
                 params![id, session_id, text, status, now],
-            )?;
+            );
+            // The foreign key finds the session gone, at no cost to every other message.
+            match inserted {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+                {
+                    return Ok(EnqueueOutcome::NoSession(text));
+                }
+                other => other?,
+            };
             c.exec(
                 "UPDATE sessions SET updated_at = ?1 WHERE id = ?2",
                 params![now, session_id],
@@ -196,7 +206,7 @@ impl SessionStore for SqliteStore {
                 message.status = status.into();
                 record_event(c, announce_taken(&message), events)?;
             }
-            Ok(Some(Enqueued {
+            Ok(EnqueueOutcome::Queued(Enqueued {
                 message,
                 position,
                 taken,
