@@ -486,25 +486,13 @@ async fn event_automations_added_later_on_other_topics_fire() {
             "name: {name}\ninputs:\n  n: {{ type: string, default: \"\" }}\nsteps:\n  - id: echo\n    agent: echo-agent\n    prompt: \"{name} {{{{ inputs.n }}}}\"\non:\n  event:\n    - topic: {topic}\n      inputs: {{ n: \"{{{{ event.data.n }}}}\" }}\n"
         )
     };
-    let publish = |topic: &'static str, n: &'static str| {
-        let server = &server;
-        async move {
-            let (status, body) = server
-                .post(
-                    "/v1/events",
-                    &json!({ "topic": topic, "type": "t", "data": { "n": n } }),
-                )
-                .await;
-            assert_eq!(status, 201, "{body}");
-        }
-    };
     // Published before any event automation exists: it fires nothing.
-    publish("alerts.db", "0").await;
+    publish(&server, "alerts.db", "0").await;
     server
         .install_recipe("alerts", &recipe("alerts", "alerts.>"))
         .await;
     server.wait_automation("alerts:event").await;
-    publish("alerts.db", "1").await;
+    publish(&server, "alerts.db", "1").await;
     wait_firings(&server, "alerts:event", Duration::from_secs(15), |f| {
         f.len() == 1
     })
@@ -514,9 +502,9 @@ async fn event_automations_added_later_on_other_topics_fire() {
         .install_recipe("deploys", &recipe("deploys", "deploys.*"))
         .await;
     server.wait_automation("deploys:event").await;
-    publish("deploys.api", "2").await;
-    publish("alerts.api", "3").await;
-    publish("other.api", "4").await;
+    publish(&server, "deploys.api", "2").await;
+    publish(&server, "alerts.api", "3").await;
+    publish(&server, "other.api", "4").await;
     let deploys = wait_firings(&server, "deploys:event", Duration::from_secs(15), |f| {
         f.len() == 1
     })
@@ -534,4 +522,71 @@ async fn event_automations_added_later_on_other_topics_fire() {
             .await;
         assert_eq!(run["inputs"]["n"], n, "{run}");
     }
+}
+
+/// An automation whose pattern is edited fires for the events published after the
+/// edit, not for the earlier ones on its new topic: the automations read past the
+/// events no pattern of theirs matched, and the new pattern starts from there.
+#[tokio::test]
+async fn an_edited_pattern_fires_for_later_events_only() {
+    let server = Server::start(&["echo-agent"]).await;
+    let recipe = |topic: &str| {
+        format!(
+            "name: watch\ninputs:\n  n: {{ type: string, default: \"\" }}\nsteps:\n  - id: echo\n    agent: echo-agent\n    prompt: \"{{{{ inputs.n }}}}\"\non:\n  event:\n    - topic: {topic}\n      inputs: {{ n: \"{{{{ event.data.n }}}}\" }}\n"
+        )
+    };
+    server.install_recipe("watch", &recipe("alerts.*")).await;
+    server.wait_automation("watch:event").await;
+    publish(&server, "alerts.db", "1").await;
+    wait_firings(&server, "watch:event", Duration::from_secs(15), |f| {
+        f.len() == 1
+    })
+    .await;
+    // Before the edit, on the topic it will watch: never fired for.
+    publish(&server, "deploys.api", "early").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.install_recipe("watch", &recipe("deploys.*")).await;
+    wait_until_detail(&server, "deploys.*").await;
+    publish(&server, "deploys.api", "late").await;
+    let fired = wait_firings(&server, "watch:event", Duration::from_secs(15), |f| {
+        f.len() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fired_now = firings(&server, "watch:event").await;
+    assert_eq!(fired_now.len(), 2, "{fired_now:#?}");
+    let (_, run) = server
+        .get(&format!(
+            "/v1/runs/{}",
+            fired[1]["run_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(run["inputs"]["n"], "late", "{run}");
+}
+
+/// Wait until the automation `watch:event` watches `topic`.
+async fn wait_until_detail(server: &Server, topic: &str) {
+    let start = Instant::now();
+    loop {
+        let (_, list) = server.get("/v1/automations").await;
+        let watch = list
+            .as_array()
+            .and_then(|l| l.iter().find(|a| a["id"] == "watch:event"));
+        if watch.is_some_and(|a| a["detail"].to_string().contains(topic)) {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Publish an event on `topic` whose data is `{"n": n}`.
+async fn publish(server: &Server, topic: &str, n: &str) {
+    let (status, body) = server
+        .post(
+            "/v1/events",
+            &json!({ "topic": topic, "type": "t", "data": { "n": n } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
 }

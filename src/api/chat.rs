@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::bus::{Subscription, TopicPattern};
-use crate::sessions::SessionError;
+use crate::sessions::{Offered, SessionError};
 use crate::store::MessageRecord;
 
 /// The parts of the SDK's request body Switchyard uses; the SDK (and apps) add more.
@@ -72,10 +72,13 @@ pub async fn chat(
         );
     }
 
-    let (subscription, message) = match start_turn(&state, &key, text.clone()).await {
-        // Deleted meanwhile: the key names a new session now, or none yet.
-        Err(SessionError::NotFound(_)) => start_turn(&state, &key, text).await?,
-        started => started?,
+    let (subscription, message) = match start_turn(&state, &key, text).await? {
+        Ok(started) => started,
+        // Deleted under a key remembered here, which is now forgotten: the key names
+        // a new session, or is free to create one.
+        Err(text) => start_turn(&state, &key, text)
+            .await?
+            .map_err(|_| ApiError::from(SessionError::NotFound(key.clone())))?,
     };
 
     let stream = chunks(subscription, message.id);
@@ -90,19 +93,22 @@ pub async fn chat(
     Ok(response)
 }
 
-/// Queue `text` on the session `key`, created if need be, and follow its events.
+/// Queue `text` on the session `key`, created if need be, and follow its events; the
+/// text back if that session turned out deleted.
 async fn start_turn(
     state: &AppState,
     key: &str,
     text: String,
-) -> Result<(Subscription, MessageRecord), SessionError> {
+) -> Result<Result<(Subscription, MessageRecord), String>, SessionError> {
     let session = state.sessions.get_or_create(key).await?;
     let pattern = TopicPattern::parse(&format!("session.{}.>", session.id))
         .expect("a session id makes a valid topic");
     // Subscribe before queueing, so the turn's first event cannot be missed.
     let subscription = state.bus.subscribe_from(pattern, None);
-    let (message, _) = state.sessions.enqueue_on(session, text).await?;
-    Ok((subscription, message))
+    Ok(match state.sessions.enqueue_on(session, text).await? {
+        Offered::Queued(message, _) => Ok((subscription, message)),
+        Offered::Gone(text) => Err(text),
+    })
 }
 
 /// Where a turn's stream is: which text/reasoning block is open.

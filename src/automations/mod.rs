@@ -132,7 +132,8 @@ const SAVE_PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// event still firing.
 #[derive(Default)]
 struct LogProgress {
-    /// The last event read.
+    /// How far the log has been read: the last event handed to the automations, or
+    /// past it, over events no automation matches.
     read: u64,
     /// Events whose firings have not all ended, by seq: how many have not.
     firing: std::collections::BTreeMap<u64, usize>,
@@ -284,7 +285,10 @@ impl Automations {
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.prune_running(),
                     Err(_) => return,
                 },
-                _ = save_progress.tick() => self.save_progress().await,
+                _ = save_progress.tick() => {
+                    self.passed(events.as_ref());
+                    self.save_progress().await;
+                }
                 event = next_event(&mut events) => match event {
                     Ok(event) => self.on_event(event),
                     Err(StoreError::WriterStopped) => return,
@@ -298,12 +302,22 @@ impl Automations {
         }
     }
 
+    /// Note how far the log has been read, the events of other topics included: the
+    /// subscription's position, or with none (no event automation) the log's end.
+    /// Otherwise the saved position would stay at the last matching event, and a
+    /// restart, or a new pattern, would go back over everything since.
+    fn passed(&self, events: Option<&Subscription>) {
+        let passed = events.map_or_else(|| self.inner.bus.head(), Subscription::position);
+        let mut state = self.state();
+        state.log.read = state.log.read.max(passed);
+    }
+
     /// Read the events that the event automations in force may match, and no others:
     /// a subscription to a pattern covering theirs, none when there are none (with
     /// `>`, every event published woke this loop). A new subscription reads the log
-    /// from where the last one got to, else `from`: where the last process got to, or
-    /// the log's end before the automations now in force registered (an automation
-    /// fires for no older event).
+    /// from where the last one got to (its position: nothing it holds back is lost),
+    /// else `from`: where the last process got to, or the log's end before the
+    /// automations now in force registered (an automation fires for no older event).
     ///
     /// A subscription, not the bare live feed: when a burst outruns this loop it reads
     /// the missed events back from the log instead of dropping them.
@@ -325,7 +339,10 @@ impl Automations {
         if wanted.as_ref() == events.as_ref().map(Subscription::pattern) {
             return;
         }
-        let from = events.take().map_or(from, |old| old.cursor());
+        let from = match events.take() {
+            Some(old) => old.position().max(self.state().log.read),
+            None => from,
+        };
         *events = wanted.map(|pattern| self.inner.bus.subscribe_from(pattern, Some(from)));
     }
 
@@ -694,7 +711,7 @@ impl Automations {
                 })
                 .map(|(id, k)| (id.clone(), k.clone()))
                 .collect();
-            state.log.read = event.seq;
+            state.log.read = state.log.read.max(event.seq);
             if !matching.is_empty() {
                 state.log.firing.insert(event.seq, matching.len());
             }

@@ -138,6 +138,16 @@ impl LiveFeed {
         self.lagged.swap(false, Ordering::AcqRel)
     }
 
+    /// Has the route dropped events since the last `take_lagged`?
+    pub fn is_lagged(&self) -> bool {
+        self.lagged.load(Ordering::Acquire)
+    }
+
+    /// The seq of the last event the fan-out delivered (to any route).
+    pub fn last_seq(&self) -> u64 {
+        self.fanout.last_seq()
+    }
+
     /// Drop what is queued: a subscriber that lagged reads it back from the log, and a
     /// full queue would make it lag again.
     pub fn clear(&mut self) {

@@ -58,6 +58,29 @@ impl Subscription {
         self.cursor
     }
 
+    /// How far this subscription has passed in the log, matching or not: every
+    /// matching event at or below it has been handed out. Unlike [`Self::cursor`], it
+    /// moves past the events of other topics while following live, so a subscriber
+    /// that saves it, or starts another subscription from it, neither misses an event
+    /// nor goes back over a long stretch of others.
+    pub fn position(&self) -> u64 {
+        if let Some(first) = self.backlog.front() {
+            return first.seq - 1;
+        }
+        if self.catching_up {
+            return self.cursor;
+        }
+        // The fan-out queues an event on its route before it moves `last_seq` past it,
+        // under one lock: read `last_seq` first, and an empty queue that did not lag
+        // means every matching event up to it has been received, and so handed out.
+        let delivered = self.live.last_seq();
+        if self.live.len() == 0 && !self.live.is_lagged() {
+            self.cursor.max(delivered)
+        } else {
+            self.cursor
+        }
+    }
+
     /// The next matching event; waits for one.
     pub async fn next(&mut self) -> Result<Arc<Event>, StoreError> {
         loop {
@@ -150,6 +173,37 @@ mod tests {
         for p in publishers {
             p.await.unwrap();
         }
+    }
+
+    /// The position moves past other topics' events, never past a matching event not
+    /// yet handed out; catching up, it stops before the first one held back.
+    #[tokio::test]
+    async fn the_position_passes_other_topics_and_never_an_event_held_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Bus::new(Store::open(dir.path()).unwrap());
+        let other = |i| NewEvent::runtime("b.x", "test", json!({ "i": i }));
+        let mut sub = bus.subscribe_from(TopicPattern::parse("t.>").unwrap(), None);
+        for i in 0..3 {
+            bus.publish(other(i)).await.unwrap();
+        }
+        assert_eq!(sub.position(), 3, "past the other topics");
+        let mine = bus.publish(event(0)).await.unwrap();
+        bus.publish(other(3)).await.unwrap();
+        assert!(sub.position() < mine.seq, "not past the one queued");
+        assert_eq!(sub.next().await.unwrap().seq, mine.seq);
+        assert_eq!(sub.position(), 5);
+
+        let mut replay = bus.subscribe_from(TopicPattern::parse("t.>").unwrap(), Some(0));
+        assert_eq!(replay.next().await.unwrap().seq, mine.seq);
+        assert_eq!(replay.position(), 5, "caught up: the log's end");
+        let mut held = bus.subscribe_from(TopicPattern::parse("t.>").unwrap(), Some(0));
+        let held_back = bus.publish(event(1)).await.unwrap();
+        assert_eq!(held.next().await.unwrap().seq, mine.seq);
+        assert_eq!(
+            held.position(),
+            held_back.seq - 1,
+            "the next one is held back"
+        );
     }
 
     /// After a restart the live position is the log's last event, so "from now on"

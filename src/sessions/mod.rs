@@ -182,8 +182,15 @@ impl Workers {
         self.forget_key_of(&active.record);
     }
 
-    fn forget_key(&mut self, key: &str) {
-        self.by_key.remove(key);
+    /// Forget `record`'s key if it names another session.
+    fn forget_key_of_other(&mut self, record: &SessionRecord) {
+        if self
+            .by_key
+            .get(&record.key)
+            .is_some_and(|a| a.record.id != record.id)
+        {
+            self.by_key.remove(&record.key);
+        }
     }
 
     /// Forget `record`'s key, unless it now names another session.
@@ -200,6 +207,15 @@ impl Workers {
     fn record_by_key(&self, key: &str) -> Option<SessionRecord> {
         self.by_key.get(key).map(|a| a.record.clone())
     }
+}
+
+/// A message offered to a session.
+#[derive(Debug)]
+pub enum Offered {
+    /// Queued (or taken at once), at this 1-based place.
+    Queued(MessageRecord, u64),
+    /// The session is gone (deleted); the text is handed back.
+    Gone(String),
 }
 
 /// A session with a worker in memory.
@@ -324,7 +340,7 @@ impl Sessions {
             .ok_or(SessionError::Exists(key))?;
         // Whatever the key named here was deleted (the store took the key again); the
         // store says what it names now.
-        self.inner.active.lock().await.forget_key(&created.key);
+        self.inner.active.lock().await.forget_key_of_other(&created);
         Ok(created)
     }
 
@@ -411,33 +427,40 @@ impl Sessions {
         text: String,
     ) -> Result<(MessageRecord, u64), SessionError> {
         let record = self.record(key).await?;
-        self.enqueue_on(record, text).await
+        match self.enqueue_on(record, text).await? {
+            Offered::Queued(message, position) => Ok((message, position)),
+            // Deleted under a key remembered here (see `enqueue_on`): once more, with
+            // what the store says the key names now.
+            Offered::Gone(text) => match self
+                .enqueue_on(self.stored_record(key).await?, text)
+                .await?
+            {
+                Offered::Queued(message, position) => Ok((message, position)),
+                Offered::Gone(_) => Err(SessionError::NotFound(key.to_owned())),
+            },
+        }
     }
 
-    /// [`Sessions::enqueue`] on a session the caller has just looked up.
+    /// [`Sessions::enqueue`] on a session the caller has just looked up; the text is
+    /// handed back if that session is gone.
     pub async fn enqueue_on(
         &self,
         record: SessionRecord,
         text: String,
-    ) -> Result<(MessageRecord, u64), SessionError> {
+    ) -> Result<Offered, SessionError> {
         // On a task of its own: a caller that goes away (a client hanging up) must not
         // stop it between the write and the wake, or a message taken at enqueue would
         // be `processing` with no worker to run it.
         let sessions = self.clone();
         let queued = tokio::spawn(async move {
-            let text = match sessions.queue_and_wake(record.clone(), text).await? {
-                Ok(queued) => return Ok(queued),
-                Err(text) => text,
-            };
-            // The session was deleted, and its key may still name it here: an enqueue
-            // that raced the delete can wake its worker after the delete forgot the
-            // key. Forget it now; the key may name a session created since.
-            sessions.inner.active.lock().await.forget_key_of(&record);
-            let fresh = sessions.stored_record(&record.key).await?;
-            match sessions.queue_and_wake(fresh, text).await? {
-                Ok(queued) => Ok(queued),
-                Err(_) => Err(SessionError::NotFound(record.key)),
+            let offered = sessions.queue_and_wake(record.clone(), text).await?;
+            if let Offered::Gone(_) = offered {
+                // The session was deleted, and its key may still name it here: an
+                // enqueue that raced the delete can wake its worker after the delete
+                // forgot the key.
+                sessions.inner.active.lock().await.forget_key_of(&record);
             }
+            Ok(offered)
         });
         match queued.await {
             Ok(result) => result,
@@ -452,7 +475,7 @@ impl Sessions {
         &self,
         record: SessionRecord,
         text: String,
-    ) -> Result<Result<(MessageRecord, u64), String>, SessionError> {
+    ) -> Result<Offered, SessionError> {
         let max = self.inner.config.max_queue;
         let (id, key) = (record.id.clone(), record.key.clone());
         let (sid, skey) = (id.clone(), key.clone());
@@ -485,10 +508,10 @@ impl Sessions {
                     max,
                 });
             }
-            EnqueueOutcome::NoSession(text) => return Ok(Err(text)),
+            EnqueueOutcome::NoSession(text) => return Ok(Offered::Gone(text)),
         };
         self.wake(record, taken.then(|| message.clone())).await;
-        Ok(Ok((message, position)))
+        Ok(Offered::Queued(message, position))
     }
 
     /// Abort the running turn, if any: cooperative first (the adapter sees `aborted()`),
@@ -547,7 +570,7 @@ impl Sessions {
                 return Ok((SteerOutcome::Steered, None));
             }
         }
-        let (message, _) = self.enqueue_on(record, text).await?;
+        let (message, _) = self.enqueue(key, text).await?;
         Ok((SteerOutcome::Queued, Some(message)))
     }
 
@@ -575,15 +598,14 @@ impl Sessions {
 
     /// Delete the session and everything it holds.
     pub async fn delete(&self, key: &str) -> Result<(), SessionError> {
-        let record = self.record(key).await?;
-        self.stop_turn(&record.id).await;
-        let deleted = self.inner.store.delete_session(&record.id).await?;
-        // After the delete: until then the store has the session too, and an enqueue
-        // that raced the delete may have woken a worker under its key.
-        self.inner.active.lock().await.forget_key_of(&record);
-        if !deleted {
-            // Deleted already, by a delete that raced this one.
-            return Err(SessionError::NotFound(record.key));
+        let mut record = self.record(key).await?;
+        if !self.delete_record(&record).await? {
+            // Deleted already, under a key remembered here: the store says what the
+            // key names now, if anything.
+            record = self.stored_record(key).await?;
+            if !self.delete_record(&record).await? {
+                return Err(SessionError::NotFound(record.key));
+            }
         }
         self.inner
             .publish(
@@ -594,6 +616,16 @@ impl Sessions {
             )
             .await;
         Ok(())
+    }
+
+    /// Stop the session's turn and delete it from the store; false if it was gone.
+    async fn delete_record(&self, record: &SessionRecord) -> Result<bool, SessionError> {
+        self.stop_turn(&record.id).await;
+        let deleted = self.inner.store.delete_session(&record.id).await?;
+        // After the delete: until then the store has the session too, and an enqueue
+        // that raced the delete may have woken a worker under its key.
+        self.inner.active.lock().await.forget_key_of(record);
+        Ok(deleted)
     }
 
     /// Abort the running turn and wait until it has ended.
