@@ -275,18 +275,16 @@ impl SessionStore for SqliteStore {
         let (session_id, message_id) = (session_id.to_owned(), message_id.to_owned());
         self.write_events_undone(Undo::Group, move |c, events| {
             let now = crate::time::now_rfc3339();
+            // One lookup of the message, not a SELECT of its turn and then an UPDATE.
             let turn: Option<i64> = c
                 .one(
-                    "SELECT turn FROM session_messages WHERE id = ?1",
-                    [&message_id],
+                    "UPDATE session_messages SET status = ?1, finished_at = ?2, error = ?3 WHERE id = ?4
+                     RETURNING turn",
+                    params![status, now, error, message_id],
                     |r| r.get(0),
                 )
                 .optional()?;
             let Some(turn) = turn else { return Ok(None) };
-            c.exec(
-                "UPDATE session_messages SET status = ?1, finished_at = ?2, error = ?3 WHERE id = ?4",
-                params![status, now, error, message_id],
-            )?;
             c.exec("UPDATE sessions SET updated_at = ?1 WHERE id = ?2", params![now, session_id])?;
             let reply = match reply {
                 None => None,
