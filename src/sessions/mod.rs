@@ -874,19 +874,19 @@ impl Inner {
                     tracing::warn!(session = %record.key, error = %e, "turn events not stored");
                 }
             }
-            for committed in in_flight {
-                if let Err(e) = committed.await {
-                    tracing::warn!(session = %record.key, error = %e, "turn events not stored");
-                }
-            }
+            in_flight
         };
         let cut_off = async {
             hard_abort.notified().await;
             tokio::time::sleep(self.config.abort_grace).await;
         };
         let outcome = tokio::select! {
-            (result, ()) = futures::future::join(call, forward) => Some(result),
+            (result, in_flight) = futures::future::join(call, forward) => Some((result, in_flight)),
             () = cut_off => None,
+        };
+        let (outcome, in_flight) = match outcome {
+            Some((result, in_flight)) => (Some(result), in_flight),
+            None => (None, Default::default()),
         };
         // Before the end is recorded: a client that has seen `turn.finished` and then
         // aborts or steers must find no turn running.
@@ -930,9 +930,17 @@ impl Inner {
                 content: text.clone(),
             }))
             .collect();
+        // The end is queued behind the turn's last events without waiting for their
+        // commit: writes commit in the order queued, so `turn.finished` still comes
+        // last, often in the same group, a commit's round trip sooner.
         let recorded = self
             .record_end(record, &message.id, status, reply, error, stop_reason)
             .await;
+        for committed in in_flight {
+            if let Err(e) = committed.await {
+                tracing::warn!(session = %record.key, error = %e, "turn events not stored");
+            }
+        }
         if recorded {
             active.history.push(gained);
         } else {
