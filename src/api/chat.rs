@@ -16,12 +16,15 @@ use axum::http::HeaderValue;
 use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{ApiError, AppState};
 use crate::bus::{Subscription, TopicPattern};
-use crate::sessions::{Offered, SessionError};
+use crate::sessions::{Offered, SessionError, TurnData};
 use crate::store::MessageRecord;
 
 /// The parts of the SDK's request body Switchyard uses; the SDK (and apps) add more.
@@ -111,9 +114,87 @@ async fn start_turn(
     })
 }
 
+/// One chunk of the UI message stream, with exactly the fields the SDK's schema for
+/// its `type` has.
+#[derive(Serialize)]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+enum Chunk<'a> {
+    Start {
+        message_id: &'a str,
+    },
+    TextStart {
+        id: &'a str,
+    },
+    TextDelta {
+        id: &'a str,
+        delta: &'a str,
+    },
+    TextEnd {
+        id: &'a str,
+    },
+    ReasoningStart {
+        id: &'a str,
+    },
+    ReasoningDelta {
+        id: &'a str,
+        delta: &'a str,
+    },
+    ReasoningEnd {
+        id: &'a str,
+    },
+    ToolInputStart {
+        tool_call_id: &'a str,
+        tool_name: &'a str,
+    },
+    ToolInputAvailable {
+        tool_call_id: &'a str,
+        tool_name: &'a str,
+        input: &'a RawValue,
+    },
+    ToolOutputAvailable {
+        tool_call_id: &'a str,
+        output: &'a RawValue,
+    },
+    ToolOutputError {
+        tool_call_id: &'a str,
+        error_text: &'a str,
+    },
+    Abort {
+        reason: &'a str,
+    },
+    Error {
+        error_text: &'a str,
+    },
+    Finish {
+        finish_reason: &'a str,
+    },
+}
+
+impl Chunk<'_> {
+    fn text(&self) -> String {
+        serde_json::to_string(self).expect("chunks serialize")
+    }
+}
+
+/// The fields of `turn.finished` the stream reads.
+#[derive(Deserialize)]
+struct Finished<'a> {
+    #[serde(borrow)]
+    message_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    error: Option<Cow<'a, str>>,
+}
+
 /// Where a turn's stream is: which text/reasoning block is open.
 struct Translation {
-    subscription: Subscription,
     message_id: String,
     reply_id: String,
     started: bool,
@@ -124,111 +205,180 @@ struct Translation {
 }
 
 impl Translation {
+    fn new(message_id: String) -> Self {
+        Self {
+            message_id,
+            reply_id: ulid::Ulid::new().to_string(),
+            started: false,
+            open_text: None,
+            open_reasoning: None,
+            blocks: 0,
+            done: false,
+        }
+    }
+
     fn next_block(&mut self, kind: &str) -> String {
         self.blocks += 1;
         format!("{kind}-{}", self.blocks)
     }
 
-    fn close_blocks(&mut self, out: &mut Vec<Value>) {
+    fn close_blocks(&mut self, out: &mut Vec<String>) {
         if let Some(id) = self.open_text.take() {
-            out.push(json!({ "type": "text-end", "id": id }));
+            out.push(Chunk::TextEnd { id: &id }.text());
         }
         if let Some(id) = self.open_reasoning.take() {
-            out.push(json!({ "type": "reasoning-end", "id": id }));
+            out.push(Chunk::ReasoningEnd { id: &id }.text());
         }
     }
 
-    /// The UI chunks for one session event of this turn.
-    fn translate(&mut self, event_type: &str, data: &Value) -> Vec<Value> {
+    /// The UI chunks (as text) for one session event, if it is of this turn.
+    fn translate(&mut self, event_type: &str, data: &str) -> Vec<String> {
+        let kind = event_type.trim_start_matches("switchyard.session.");
         let mut out = Vec::new();
-        if !self.started {
-            self.started = true;
-            out.push(json!({ "type": "start", "messageId": self.reply_id }));
+        if kind == "turn.finished" || kind == "turn.interrupted" {
+            let Ok(finished) = serde_json::from_str::<Finished>(data) else {
+                return out;
+            };
+            if finished.message_id.as_deref() != Some(&self.message_id) {
+                return out;
+            }
+            self.start(&mut out);
+            self.close_blocks(&mut out);
+            self.done = true;
+            let finish_reason = if kind == "turn.interrupted" {
+                out.push(
+                    Chunk::Error {
+                        error_text: "the turn was interrupted by a restart",
+                    }
+                    .text(),
+                );
+                "interrupted"
+            } else {
+                match (finished.status.as_deref(), finished.stop_reason.as_deref()) {
+                    (Some("done"), Some("max-tokens")) => "length",
+                    (Some("done"), _) => "stop",
+                    (Some("aborted"), _) => {
+                        out.push(
+                            Chunk::Abort {
+                                reason: "the turn was aborted",
+                            }
+                            .text(),
+                        );
+                        "other"
+                    }
+                    _ => {
+                        let error_text = finished.error.as_deref().unwrap_or("the turn failed");
+                        out.push(Chunk::Error { error_text }.text());
+                        "error"
+                    }
+                }
+            };
+            out.push(Chunk::Finish { finish_reason }.text());
+            return out;
         }
-        match event_type.trim_start_matches("switchyard.session.") {
+        let Ok(turn) = serde_json::from_str::<TurnData>(data) else {
+            return out;
+        };
+        if turn.message_id.as_deref() != Some(&self.message_id) {
+            return out;
+        }
+        self.start(&mut out);
+        match kind {
             "turn.text_delta" => {
-                if self.open_reasoning.is_some() {
-                    let id = self.open_reasoning.take();
-                    out.push(json!({ "type": "reasoning-end", "id": id }));
+                if let Some(id) = self.open_reasoning.take() {
+                    out.push(Chunk::ReasoningEnd { id: &id }.text());
                 }
                 let id = match &self.open_text {
                     Some(id) => id.clone(),
                     None => {
                         let id = self.next_block("text");
-                        out.push(json!({ "type": "text-start", "id": id }));
+                        out.push(Chunk::TextStart { id: &id }.text());
                         self.open_text = Some(id.clone());
                         id
                     }
                 };
-                out.push(json!({ "type": "text-delta", "id": id, "delta": data["text"] }));
+                let delta = turn.text.as_deref().unwrap_or_default();
+                out.push(Chunk::TextDelta { id: &id, delta }.text());
             }
             "turn.reasoning_delta" => {
-                if self.open_text.is_some() {
-                    let id = self.open_text.take();
-                    out.push(json!({ "type": "text-end", "id": id }));
+                if let Some(id) = self.open_text.take() {
+                    out.push(Chunk::TextEnd { id: &id }.text());
                 }
                 let id = match &self.open_reasoning {
                     Some(id) => id.clone(),
                     None => {
                         let id = self.next_block("reasoning");
-                        out.push(json!({ "type": "reasoning-start", "id": id }));
+                        out.push(Chunk::ReasoningStart { id: &id }.text());
                         self.open_reasoning = Some(id.clone());
                         id
                     }
                 };
-                out.push(json!({ "type": "reasoning-delta", "id": id, "delta": data["text"] }));
+                let delta = turn.text.as_deref().unwrap_or_default();
+                out.push(Chunk::ReasoningDelta { id: &id, delta }.text());
             }
             "turn.tool_start" => {
                 self.close_blocks(&mut out);
-                out.push(json!({ "type": "tool-input-start", "toolCallId": data["id"], "toolName": data["name"] }));
-                out.push(json!({
-                    "type": "tool-input-available",
-                    "toolCallId": data["id"],
-                    "toolName": data["name"],
-                    "input": data["input"],
-                }));
+                let tool_call_id = turn.id.as_deref().unwrap_or_default();
+                let tool_name = turn.name.as_deref().unwrap_or_default();
+                out.push(
+                    Chunk::ToolInputStart {
+                        tool_call_id,
+                        tool_name,
+                    }
+                    .text(),
+                );
+                out.push(
+                    Chunk::ToolInputAvailable {
+                        tool_call_id,
+                        tool_name,
+                        input: turn.input.as_deref().unwrap_or(RawValue::NULL),
+                    }
+                    .text(),
+                );
             }
             "turn.tool_end" => {
                 self.close_blocks(&mut out);
-                if data["is_error"] == true {
-                    let text = match &data["output"] {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    out.push(json!({ "type": "tool-output-error", "toolCallId": data["id"], "errorText": text }));
+                let tool_call_id = turn.id.as_deref().unwrap_or_default();
+                let output = turn.output.as_deref().unwrap_or(RawValue::NULL);
+                if turn.is_error == Some(true) {
+                    // The SDK shows text: a JSON string as itself, other JSON as written.
+                    let text = serde_json::from_str::<String>(output.get())
+                        .unwrap_or_else(|_| output.get().to_owned());
+                    out.push(
+                        Chunk::ToolOutputError {
+                            tool_call_id,
+                            error_text: &text,
+                        }
+                        .text(),
+                    );
                 } else {
-                    out.push(json!({ "type": "tool-output-available", "toolCallId": data["id"], "output": data["output"] }));
+                    out.push(
+                        Chunk::ToolOutputAvailable {
+                            tool_call_id,
+                            output,
+                        }
+                        .text(),
+                    );
                 }
-            }
-            "turn.finished" => {
-                self.close_blocks(&mut out);
-                self.done = true;
-                let finish_reason = match (data["status"].as_str(), data["stop_reason"].as_str()) {
-                    (Some("done"), Some("max-tokens")) => "length",
-                    (Some("done"), _) => "stop",
-                    (Some("aborted"), _) => {
-                        out.push(json!({ "type": "abort", "reason": "the turn was aborted" }));
-                        "other"
-                    }
-                    _ => {
-                        let text = data["error"].as_str().unwrap_or("the turn failed");
-                        out.push(json!({ "type": "error", "errorText": text }));
-                        "error"
-                    }
-                };
-                out.push(json!({ "type": "finish", "finishReason": finish_reason }));
-            }
-            "turn.interrupted" => {
-                self.close_blocks(&mut out);
-                self.done = true;
-                out.push(json!({ "type": "error", "errorText": "the turn was interrupted by a restart" }));
-                out.push(json!({ "type": "finish", "finishReason": "interrupted" }));
             }
             // turn.started, turn.message_complete, turn.error (streamed as text
             // already or reported at finish), message.queued: nothing to show.
             _ => {}
         }
         out
+    }
+
+    /// The `start` chunk, before this turn's first.
+    fn start(&mut self, out: &mut Vec<String>) {
+        if !self.started {
+            self.started = true;
+            out.push(
+                Chunk::Start {
+                    message_id: &self.reply_id,
+                }
+                .text(),
+            );
+        }
     }
 }
 
@@ -237,16 +387,7 @@ fn chunks(
     subscription: Subscription,
     message_id: String,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    let state = Translation {
-        subscription,
-        message_id,
-        reply_id: ulid::Ulid::new().to_string(),
-        started: false,
-        open_text: None,
-        open_reasoning: None,
-        blocks: 0,
-        done: false,
-    };
+    let state = (subscription, Translation::new(message_id));
     let pending: std::collections::VecDeque<SseEvent> = Default::default();
     futures::stream::unfold(
         (Some(state), pending),
@@ -255,31 +396,160 @@ fn chunks(
                 if let Some(event) = pending.pop_front() {
                     return Some((Ok(event), (state, pending)));
                 }
-                let t = state.as_mut()?;
+                let (subscription, t) = state.as_mut()?;
                 if t.done {
                     state = None;
                     pending.push_back(SseEvent::default().data("[DONE]"));
                     continue;
                 }
-                let event = match t.subscription.next().await {
+                let event = match subscription.next().await {
                     Ok(e) => e,
                     Err(e) => {
-                        pending.push_back(SseEvent::default().data(
-                            json!({ "type": "error", "errorText": e.to_string() }).to_string(),
-                        ));
+                        let error_text = e.to_string();
+                        pending.push_back(
+                            SseEvent::default().data(
+                                Chunk::Error {
+                                    error_text: &error_text,
+                                }
+                                .text(),
+                            ),
+                        );
                         pending.push_back(SseEvent::default().data("[DONE]"));
                         state = None;
                         continue;
                     }
                 };
-                let data = event.data.value();
-                if data["message_id"].as_str() != Some(t.message_id.as_str()) {
-                    continue;
-                }
-                for chunk in t.translate(&event.event_type, &data) {
-                    pending.push_back(SseEvent::default().data(chunk.to_string()));
+                for chunk in t.translate(&event.event_type, event.data.text()) {
+                    pending.push_back(SseEvent::default().data(chunk));
                 }
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::Translation;
+
+    /// Translate session events `(kind, data)` of message `m1`; the chunks as JSON.
+    fn translate(events: &[(&str, Value)]) -> Vec<Value> {
+        let mut t = Translation::new("m1".into());
+        t.reply_id = "r1".into();
+        events
+            .iter()
+            .flat_map(|(kind, data)| {
+                t.translate(&format!("switchyard.session.{kind}"), &data.to_string())
+            })
+            .map(|chunk| serde_json::from_str(&chunk).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn each_kind_of_event_becomes_the_sdk_chunks() {
+        let m = |extra: Value| {
+            let mut data = json!({ "message_id": "m1" });
+            data.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            data
+        };
+        let chunks = translate(&[
+            ("message.queued", m(json!({ "text": "hi", "position": 1 }))),
+            ("turn.started", m(json!({ "input": "hi" }))),
+            ("turn.reasoning_delta", m(json!({ "text": "hmm" }))),
+            ("turn.text_delta", m(json!({ "text": "a \"b\"" }))),
+            (
+                "turn.tool_start",
+                m(json!({ "id": "c1", "name": "ls", "input": { "dir": "/" } })),
+            ),
+            (
+                "turn.tool_end",
+                m(json!({ "id": "c1", "output": ["x"], "is_error": false })),
+            ),
+            (
+                "turn.tool_end",
+                m(json!({ "id": "c2", "output": "no such file", "is_error": true })),
+            ),
+            (
+                "turn.tool_end",
+                m(json!({ "id": "c3", "output": { "code": 2 }, "is_error": true })),
+            ),
+            ("turn.text_delta", m(json!({ "text": "done" }))),
+            (
+                "turn.text_delta",
+                json!({ "message_id": "other", "text": "not mine" }),
+            ),
+            ("turn.message_complete", m(json!({ "text": "done" }))),
+            (
+                "turn.finished",
+                m(
+                    json!({ "status": "done", "stop_reason": "max-tokens", "error": null, "text": "done" }),
+                ),
+            ),
+        ]);
+        assert_eq!(
+            chunks,
+            [
+                json!({ "type": "start", "messageId": "r1" }),
+                json!({ "type": "reasoning-start", "id": "reasoning-1" }),
+                json!({ "type": "reasoning-delta", "id": "reasoning-1", "delta": "hmm" }),
+                json!({ "type": "reasoning-end", "id": "reasoning-1" }),
+                json!({ "type": "text-start", "id": "text-2" }),
+                json!({ "type": "text-delta", "id": "text-2", "delta": "a \"b\"" }),
+                json!({ "type": "text-end", "id": "text-2" }),
+                json!({ "type": "tool-input-start", "toolCallId": "c1", "toolName": "ls" }),
+                json!({ "type": "tool-input-available", "toolCallId": "c1", "toolName": "ls", "input": { "dir": "/" } }),
+                json!({ "type": "tool-output-available", "toolCallId": "c1", "output": ["x"] }),
+                json!({ "type": "tool-output-error", "toolCallId": "c2", "errorText": "no such file" }),
+                json!({ "type": "tool-output-error", "toolCallId": "c3", "errorText": "{\"code\":2}" }),
+                json!({ "type": "text-start", "id": "text-3" }),
+                json!({ "type": "text-delta", "id": "text-3", "delta": "done" }),
+                json!({ "type": "text-end", "id": "text-3" }),
+                json!({ "type": "finish", "finishReason": "length" }),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_turn_ends_as_it_ended() {
+        let end = |kind: &str, data: Value| translate(&[(kind, data)]);
+        let finished = |status: &str, stop: &str, error: Value| json!({ "message_id": "m1", "status": status, "stop_reason": stop, "error": error });
+        assert_eq!(
+            end("turn.finished", finished("done", "complete", Value::Null))[1],
+            json!({ "type": "finish", "finishReason": "stop" })
+        );
+        assert_eq!(
+            end("turn.finished", finished("aborted", "aborted", Value::Null))[1..],
+            [
+                json!({ "type": "abort", "reason": "the turn was aborted" }),
+                json!({ "type": "finish", "finishReason": "other" }),
+            ]
+        );
+        assert_eq!(
+            end(
+                "turn.finished",
+                finished("failed", "error", json!("adapter crashed"))
+            )[1..],
+            [
+                json!({ "type": "error", "errorText": "adapter crashed" }),
+                json!({ "type": "finish", "finishReason": "error" }),
+            ]
+        );
+        assert_eq!(
+            end("turn.interrupted", json!({ "message_id": "m1" }))[1..],
+            [
+                json!({ "type": "error", "errorText": "the turn was interrupted by a restart" }),
+                json!({ "type": "finish", "finishReason": "interrupted" }),
+            ]
+        );
+        assert!(
+            end(
+                "turn.finished",
+                json!({ "message_id": "m2", "status": "done" })
+            )
+            .is_empty()
+        );
+    }
 }

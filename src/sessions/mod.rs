@@ -32,7 +32,7 @@ use crate::store::{
     EnqueueOutcome, Enqueued, MessageRecord, SessionRecord, Store, StoreError, TurnResult,
 };
 
-pub use events::SessionEvent;
+pub use events::{SessionEvent, TurnData};
 use history::HistoryWindow;
 
 /// Batches of turn events in flight to the store at once, per turn.
@@ -846,8 +846,7 @@ impl Inner {
                 let batch: Vec<_> = waiting
                     .drain(..)
                     .map(|event| {
-                        let (kind, mut data) = SessionEvent::from_turn(&event);
-                        data["message_id"] = json!(message.id);
+                        let (kind, data) = SessionEvent::from_turn(&event, &message.id);
                         kind.event(&record.id, Some(&record.key), data)
                     })
                     .filter(|event| match crate::bus::validate(event) {
