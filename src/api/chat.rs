@@ -182,6 +182,7 @@ impl Chunk<'_> {
 
 /// The fields of `turn.finished` the stream reads.
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct Finished<'a> {
     #[serde(borrow)]
     message_id: Option<Cow<'a, str>>,

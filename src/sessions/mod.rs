@@ -32,7 +32,7 @@ use crate::store::{
     EnqueueOutcome, Enqueued, MessageRecord, SessionRecord, Store, StoreError, TurnResult,
 };
 
-pub use events::{SessionEvent, TurnData};
+pub use events::{SessionEvent, TurnData, lenient_text};
 use history::HistoryWindow;
 
 /// Batches of turn events in flight to the store at once, per turn.
@@ -931,7 +931,9 @@ impl Inner {
             .collect();
         // The end is queued behind the turn's last events without waiting for their
         // commit: writes commit in the order queued, so `turn.finished` still comes
-        // last, often in the same group, a commit's round trip sooner.
+        // last, often in the same group, a commit's round trip sooner. (`finish_turn`
+        // queues its write when first polled, here, after every batch was queued. A
+        // group that fails rolls back those events with the end.)
         let recorded = self
             .record_end(record, &message.id, status, reply, error, stop_reason)
             .await;
