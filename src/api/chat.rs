@@ -19,12 +19,11 @@ use futures::Stream;
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{ApiError, AppState};
 use crate::bus::{Subscription, TopicPattern};
-use crate::sessions::{Offered, SessionError, TurnData};
+use crate::sessions::{Offered, SessionError, TurnData, lenient_text};
 use crate::store::MessageRecord;
 
 /// The parts of the SDK's request body Switchyard uses; the SDK (and apps) add more.
@@ -37,7 +36,22 @@ pub(super) struct ChatRequest {
 struct UiMessage {
     role: String,
     #[serde(default)]
-    parts: Vec<Value>,
+    parts: Vec<UiPart>,
+}
+
+/// A message part: its type and text, if it has them. The SDK sends every earlier
+/// message of the chat with each turn, tool calls and all; the rest of each part is
+/// skipped, never built into a JSON value.
+#[derive(Deserialize, utoipa::ToSchema)]
+struct UiPart {
+    #[serde(rename = "type", default, deserialize_with = "owned_text")]
+    kind: Option<String>,
+    #[serde(default, deserialize_with = "owned_text")]
+    text: Option<String>,
+}
+
+fn owned_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(lenient_text(d)?.map(Cow::into_owned))
 }
 
 #[utoipa::path(
@@ -54,27 +68,7 @@ pub async fn chat(
     Path(key): Path<String>,
     Body(request): Body<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let last_user = request
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == "user")
-        .ok_or_else(|| {
-            ApiError::bad_request("`messages` has no user message").with_field("messages")
-        })?;
-    let text: String = last_user
-        .parts
-        .iter()
-        .filter(|p| p["type"] == "text")
-        .filter_map(|p| p["text"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
-    if text.is_empty() {
-        return Err(
-            ApiError::bad_request("the last user message has no text part").with_field("messages"),
-        );
-    }
-
+    let text = user_text(&request)?;
     let (subscription, message) = match start_turn(&state, &key, text).await? {
         Ok(started) => started,
         // Deleted under a key remembered here, which is now forgotten: the key names
@@ -94,6 +88,31 @@ pub async fn chat(
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// The new input: the text parts of the last user message, one per line.
+fn user_text(request: &ChatRequest) -> Result<String, ApiError> {
+    let last_user = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .ok_or_else(|| {
+            ApiError::bad_request("`messages` has no user message").with_field("messages")
+        })?;
+    let text: String = last_user
+        .parts
+        .iter()
+        .filter(|p| p.kind.as_deref() == Some("text"))
+        .filter_map(|p| p.text.as_deref())
+        .collect::<Vec<_>>()
+        .join("\n");
+    if text.is_empty() {
+        return Err(
+            ApiError::bad_request("the last user message has no text part").with_field("messages"),
+        );
+    }
+    Ok(text)
 }
 
 /// Queue `text` on the session `key`, created if need be, and follow its events; the
@@ -180,17 +199,18 @@ impl Chunk<'_> {
     }
 }
 
-/// The fields of `turn.finished` the stream reads.
+/// The fields of `turn.finished` the stream reads, leniently: an end that the stream
+/// could not read would leave its client waiting.
 #[derive(Deserialize)]
 #[serde(bound(deserialize = "'de: 'a"))]
 struct Finished<'a> {
-    #[serde(borrow)]
+    #[serde(default, deserialize_with = "lenient_text")]
     message_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, deserialize_with = "lenient_text")]
     status: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, deserialize_with = "lenient_text")]
     stop_reason: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, deserialize_with = "lenient_text")]
     error: Option<Cow<'a, str>>,
 }
 
@@ -236,6 +256,25 @@ impl Translation {
     fn translate(&mut self, event_type: &str, data: &str) -> Vec<String> {
         let kind = event_type.trim_start_matches("switchyard.session.");
         let mut out = Vec::new();
+        if kind == "deleted" {
+            // No end is recorded for a turn of a deleted session: end here.
+            self.start(&mut out);
+            self.close_blocks(&mut out);
+            self.done = true;
+            out.push(
+                Chunk::Error {
+                    error_text: "the session was deleted",
+                }
+                .text(),
+            );
+            out.push(
+                Chunk::Finish {
+                    finish_reason: "error",
+                }
+                .text(),
+            );
+            return out;
+        }
         if kind == "turn.finished" || kind == "turn.interrupted" {
             let Ok(finished) = serde_json::from_str::<Finished>(data) else {
                 return out;
@@ -552,5 +591,54 @@ mod tests {
             )
             .is_empty()
         );
+        // An end with fields of unexpected types still ends the stream.
+        for error in [Value::Null, json!({ "code": 1 }), json!(7)] {
+            assert_eq!(
+                end("turn.finished", finished("failed", "error", error))[1..],
+                [
+                    json!({ "type": "error", "errorText": "the turn failed" }),
+                    json!({ "type": "finish", "finishReason": "error" }),
+                ]
+            );
+        }
+        assert_eq!(
+            end("turn.finished", json!({ "message_id": "m1", "status": 5 }))[1..],
+            [
+                json!({ "type": "error", "errorText": "the turn failed" }),
+                json!({ "type": "finish", "finishReason": "error" }),
+            ]
+        );
+        assert_eq!(
+            end("deleted", json!({}))[1..],
+            [
+                json!({ "type": "error", "errorText": "the session was deleted" }),
+                json!({ "type": "finish", "finishReason": "error" }),
+            ]
+        );
+    }
+
+    /// The SDK sends every earlier message with each turn; only the last user
+    /// message's text parts are read, whatever the other parts hold.
+    #[test]
+    fn a_request_reads_the_last_user_messages_text_parts() {
+        let body = json!({ "id": "c1", "trigger": "submit-message", "messages": [
+            { "id": "u1", "role": "user", "parts": [{ "type": "text", "text": "first" }] },
+            { "id": "a1", "role": "assistant", "parts": [
+                { "type": "step-start" },
+                { "type": "tool-ls", "toolCallId": "t1", "state": "output-available",
+                  "input": { "dir": "/" }, "output": [1, { "x": null }] },
+                { "type": "text", "text": "ok", "state": "done" },
+            ] },
+            { "id": "u2", "role": "user", "parts": [
+                { "type": "file", "mediaType": "text/plain", "url": "data:," },
+                { "type": "text", "text": "second" },
+                { "text": 3 },
+                { "type": "text", "text": "third" },
+            ] },
+        ] });
+        let request: super::ChatRequest =
+            crate::api::error::parse_json_text("the body", None, body.to_string().as_bytes())
+                .unwrap();
+        assert_eq!(super::user_text(&request).unwrap(), "second\nthird");
     }
 }
