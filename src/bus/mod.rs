@@ -85,7 +85,7 @@ pub enum BusError {
 pub type Refused = (usize, BusError);
 
 /// Check an event before it is stored.
-pub fn validate(event: &NewEvent) -> Result<(), BusError> {
+fn validate(event: &NewEvent) -> Result<(), BusError> {
     topic::validate_topic(&event.topic)?;
     if event.event_type.is_empty() {
         return Err(BusError::EmptyType);
@@ -129,8 +129,30 @@ impl Bus {
         for (i, event) in events.iter().enumerate() {
             validate(event).map_err(|e| (i, e))?;
         }
+        Ok(self.append(events))
+    }
+
+    /// Queue the valid ones of `events` now, in order, as one write; each invalid
+    /// event is left out alone and handed to `refused`. No future when none is valid.
+    pub fn submit_valid(
+        &self,
+        events: Vec<NewEvent>,
+        refused: &mut dyn FnMut(BusError),
+    ) -> Option<impl Future<Output = Result<Vec<Arc<Event>>, BusError>> + Send + use<>> {
+        let valid: Vec<NewEvent> = events
+            .into_iter()
+            .filter(|event| validate(event).map_err(&mut *refused).is_ok())
+            .collect();
+        (!valid.is_empty()).then(|| self.append(valid))
+    }
+
+    /// Store validated events as one write.
+    fn append(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> impl Future<Output = Result<Vec<Arc<Event>>, BusError>> + Send + use<> {
         let stored = self.store.append_events(events);
-        Ok(async move { Ok(stored.await?) })
+        async move { Ok(stored.await?) }
     }
 
     /// Validate and queue the event now; the future resolves once it is committed (and

@@ -105,9 +105,7 @@ impl TopicPattern {
         let literal = self.tokens.iter().take_while(|t| *t != "*" && *t != ">");
         literal.map(String::as_str).collect::<Vec<_>>().join(".")
     }
-}
 
-impl TopicPattern {
     /// One pattern that matches every topic some of `patterns` match, and as few others
     /// as this form allows: the pattern itself if they are all the same, else their
     /// shared leading literal tokens then `>`. `None` when there are none.

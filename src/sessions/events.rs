@@ -133,30 +133,26 @@ impl SessionEvent {
 /// stream): the fields an event has, and no others. Read, its text borrows from the
 /// event's where it can, and a text field that holds something else reads as absent.
 #[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 pub struct TurnData<'a> {
     #[serde(
-        default,
         deserialize_with = "lenient_text",
         skip_serializing_if = "Option::is_none"
     )]
     pub message_id: Option<Cow<'a, str>>,
     #[serde(
-        default,
         deserialize_with = "lenient_text",
         skip_serializing_if = "Option::is_none"
     )]
     pub text: Option<Cow<'a, str>>,
     /// A tool call's id.
     #[serde(
-        default,
         deserialize_with = "lenient_text",
         skip_serializing_if = "Option::is_none"
     )]
     pub id: Option<Cow<'a, str>>,
     /// A tool's name.
     #[serde(
-        default,
         deserialize_with = "lenient_text",
         skip_serializing_if = "Option::is_none"
     )]
@@ -169,7 +165,6 @@ pub struct TurnData<'a> {
     pub is_error: Option<bool>,
     /// An adapter's error.
     #[serde(
-        default,
         deserialize_with = "lenient_text",
         skip_serializing_if = "Option::is_none"
     )]

@@ -179,28 +179,13 @@ impl Workers {
 
     fn remove(&mut self, active: &Arc<Active>) {
         self.by_id.remove(&active.record.id);
-        self.forget_key_of(&active.record);
+        self.forget_key(&active.record.key, |named| named == active.record.id);
     }
 
-    /// Forget `record`'s key if it names another session.
-    fn forget_key_of_other(&mut self, record: &SessionRecord) {
-        if self
-            .by_key
-            .get(&record.key)
-            .is_some_and(|a| a.record.id != record.id)
-        {
-            self.by_key.remove(&record.key);
-        }
-    }
-
-    /// Forget `record`'s key, unless it now names another session.
-    fn forget_key_of(&mut self, record: &SessionRecord) {
-        if self
-            .by_key
-            .get(&record.key)
-            .is_some_and(|a| a.record.id == record.id)
-        {
-            self.by_key.remove(&record.key);
+    /// Forget `key` if the session it names here is `stale` (by its id).
+    fn forget_key(&mut self, key: &str, stale: impl FnOnce(&str) -> bool) {
+        if self.by_key.get(key).is_some_and(|a| stale(&a.record.id)) {
+            self.by_key.remove(key);
         }
     }
 
@@ -340,7 +325,7 @@ impl Sessions {
             .ok_or(SessionError::Exists(key))?;
         // Whatever the key named here was deleted (the store took the key again); the
         // store says what it names now.
-        self.inner.active.lock().await.forget_key_of_other(&created);
+        (self.inner.active.lock().await).forget_key(&created.key, |named| named != created.id);
         Ok(created)
     }
 
@@ -458,7 +443,8 @@ impl Sessions {
                 // The session was deleted, and its key may still name it here: an
                 // enqueue that raced the delete can wake its worker after the delete
                 // forgot the key.
-                sessions.inner.active.lock().await.forget_key_of(&record);
+                (sessions.inner.active.lock().await)
+                    .forget_key(&record.key, |named| named == record.id);
             }
             Ok(offered)
         });
@@ -624,7 +610,7 @@ impl Sessions {
         let deleted = self.inner.store.delete_session(&record.id).await?;
         // After the delete: until then the store has the session too, and an enqueue
         // that raced the delete may have woken a worker under its key.
-        self.inner.active.lock().await.forget_key_of(record);
+        (self.inner.active.lock().await).forget_key(&record.key, |named| named == record.id);
         Ok(deleted)
     }
 
@@ -842,30 +828,15 @@ impl Inner {
             let mut in_flight = std::collections::VecDeque::new();
             let mut waiting = Vec::new();
             while stream.recv_many(&mut waiting, STREAM_BATCH).await > 0 {
+                let batch = waiting.drain(..).map(|event| {
+                    let (kind, data) = SessionEvent::from_turn(&event, &message.id);
+                    kind.event(&record.id, Some(&record.key), data)
+                });
                 // An event refused (too large) is dropped alone, not with its batch.
-                let batch: Vec<_> = waiting
-                    .drain(..)
-                    .map(|event| {
-                        let (kind, data) = SessionEvent::from_turn(&event, &message.id);
-                        kind.event(&record.id, Some(&record.key), data)
-                    })
-                    .filter(|event| match crate::bus::validate(event) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            tracing::warn!(session = %record.key, error = %e, "turn event refused");
-                            false
-                        }
-                    })
-                    .collect();
-                if batch.is_empty() {
-                    continue;
-                }
-                match self.bus.submit_batch(batch) {
-                    Ok(committed) => in_flight.push_back(committed),
-                    Err((_, e)) => {
-                        tracing::warn!(session = %record.key, error = %e, "turn events refused")
-                    }
-                }
+                let committed = self.bus.submit_valid(batch.collect(), &mut |e| {
+                    tracing::warn!(session = %record.key, error = %e, "turn event refused");
+                });
+                in_flight.extend(committed);
                 if in_flight.len() >= STREAM_WINDOW
                     && let Some(oldest) = in_flight.pop_front()
                     && let Err(e) = oldest.await
@@ -879,13 +850,9 @@ impl Inner {
             hard_abort.notified().await;
             tokio::time::sleep(self.config.abort_grace).await;
         };
-        let outcome = tokio::select! {
-            (result, in_flight) = futures::future::join(call, forward) => Some((result, in_flight)),
-            () = cut_off => None,
-        };
-        let (outcome, in_flight) = match outcome {
-            Some((result, in_flight)) => (Some(result), in_flight),
-            None => (None, Default::default()),
+        let (outcome, in_flight) = tokio::select! {
+            (result, in_flight) = futures::future::join(call, forward) => (Some(result), in_flight),
+            () = cut_off => (None, Default::default()),
         };
         // Before the end is recorded: a client that has seen `turn.finished` and then
         // aborts or steers must find no turn running.

@@ -232,9 +232,9 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<Vec<SessionRecord>, StoreError>;
     async fn delete_session(&self, id: &str) -> Result<bool, StoreError>;
     /// Queue a user message if fewer than `max_queued` are queued; returns it and its
-    /// 1-based place. When the session has nothing queued or
-    /// processing, the message is taken at once (`processing`, with `announce_taken`'s
-    /// event in the same transaction), as [`SessionStore::take_next_message`] would.
+    /// 1-based place. When the session has nothing queued or processing, the message is
+    /// taken at once (`processing`, with `announce_taken`'s event in the same
+    /// transaction), as [`SessionStore::take_next_message`] would.
     async fn enqueue_message(
         &self,
         session_id: &str,

@@ -80,16 +80,16 @@ impl Chunk<'_> {
 
 /// The fields of `turn.finished` the stream reads, leniently: an end that the stream
 /// could not read would leave its client waiting.
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a"))]
+#[derive(Default, Deserialize)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
 struct Finished<'a> {
-    #[serde(default, deserialize_with = "lenient_text")]
+    #[serde(deserialize_with = "lenient_text")]
     message_id: Option<Cow<'a, str>>,
-    #[serde(default, deserialize_with = "lenient_text")]
+    #[serde(deserialize_with = "lenient_text")]
     status: Option<Cow<'a, str>>,
-    #[serde(default, deserialize_with = "lenient_text")]
+    #[serde(deserialize_with = "lenient_text")]
     stop_reason: Option<Cow<'a, str>>,
-    #[serde(default, deserialize_with = "lenient_text")]
+    #[serde(deserialize_with = "lenient_text")]
     error: Option<Cow<'a, str>>,
 }
 
@@ -158,21 +158,8 @@ impl Translation {
         let mut out = Vec::new();
         if kind == "deleted" {
             // No end is recorded for a turn of a deleted session: end here.
-            self.start(&mut out);
-            self.close_blocks(&mut out);
-            self.done = true;
-            out.push(
-                Chunk::Error {
-                    error_text: "the session was deleted",
-                }
-                .text(),
-            );
-            out.push(
-                Chunk::Finish {
-                    finish_reason: "error",
-                }
-                .text(),
-            );
+            let error_text = "the session was deleted";
+            self.end(&mut out, Some(Chunk::Error { error_text }), "error");
             return out;
         }
         if kind == "turn.finished" || kind == "turn.interrupted" {
@@ -182,38 +169,24 @@ impl Translation {
             if finished.message_id.as_deref() != Some(&self.message_id) {
                 return out;
             }
-            self.start(&mut out);
-            self.close_blocks(&mut out);
-            self.done = true;
-            let finish_reason = if kind == "turn.interrupted" {
-                out.push(
-                    Chunk::Error {
-                        error_text: "the turn was interrupted by a restart",
-                    }
-                    .text(),
-                );
-                "interrupted"
+            let (last, finish_reason) = if kind == "turn.interrupted" {
+                let error_text = "the turn was interrupted by a restart";
+                (Some(Chunk::Error { error_text }), "interrupted")
             } else {
                 match (finished.status.as_deref(), finished.stop_reason.as_deref()) {
-                    (Some("done"), Some("max-tokens")) => "length",
-                    (Some("done"), _) => "stop",
+                    (Some("done"), Some("max-tokens")) => (None, "length"),
+                    (Some("done"), _) => (None, "stop"),
                     (Some("aborted"), _) => {
-                        out.push(
-                            Chunk::Abort {
-                                reason: "the turn was aborted",
-                            }
-                            .text(),
-                        );
-                        "other"
+                        let reason = "the turn was aborted";
+                        (Some(Chunk::Abort { reason }), "other")
                     }
                     _ => {
                         let error_text = finished.error.as_deref().unwrap_or("the turn failed");
-                        out.push(Chunk::Error { error_text }.text());
-                        "error"
+                        (Some(Chunk::Error { error_text }), "error")
                     }
                 }
             };
-            out.push(Chunk::Finish { finish_reason }.text());
+            self.end(&mut out, last, finish_reason);
             return out;
         }
         let Ok(turn) = serde_json::from_str::<TurnData>(data) else {
@@ -300,6 +273,16 @@ impl Translation {
         out.push(kind.start(&id));
         self.open = Some((kind, id.clone()));
         id
+    }
+
+    /// End the turn: `start` if nothing was sent yet, the open block closed, `last`
+    /// (why it did not end well, if so), then `finish`.
+    fn end(&mut self, out: &mut Vec<String>, last: Option<Chunk>, finish_reason: &str) {
+        self.start(out);
+        self.close_blocks(out);
+        self.done = true;
+        out.extend(last.map(|chunk| chunk.text()));
+        out.push(Chunk::Finish { finish_reason }.text());
     }
 
     /// The `start` chunk, before this turn's first.

@@ -149,7 +149,7 @@ impl SessionStore for SqliteStore {
     }
 
     /// Append a user message to the queue if it holds fewer than `max_queued`; returns
-    /// the message and its 1-based place among queued messages, or `None` when full.
+    /// the message and its 1-based place among queued messages, or why it was not.
     /// The event `announce` makes of the message is written in the same transaction.
     /// A message for an idle session (nothing queued or processing) is taken at once:
     /// the worker is handed it without a write of its own.
