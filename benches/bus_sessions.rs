@@ -27,7 +27,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 mod common;
-use common::{Proc, free_port, percentile, repo, selected, start_switchyard};
+use common::{Proc, cpu_time, free_port, percentile, repo, selected, start_switchyard};
 
 /// Counts live heap bytes, for the per-session memory figure.
 struct CountingAlloc;
@@ -147,7 +147,7 @@ fn main() {
 
 async fn run() {
     let dir = tempfile::tempdir().unwrap();
-    let (_sy, sy_url) = start_switchyard(dir.path()).await;
+    let (sy, sy_url) = start_switchyard(dir.path()).await;
     let (_nats, nats_url) = start_nats(&dir.path().join("nats")).await;
     let nats = async_nats::connect(&nats_url).await.unwrap();
     let js = async_nats::jetstream::new(nats.clone());
@@ -171,7 +171,7 @@ async fn run() {
         latency(&nats, &js, &http, &sy_url).await;
     }
     if selected("turns") {
-        turns(&http, &sy_url).await;
+        turns(&http, &sy_url, sy.0.id()).await;
     }
     if selected("memory") {
         idle_session_memory().await;
@@ -527,7 +527,9 @@ where
     receiver.await.unwrap()
 }
 
-async fn turns(http: &reqwest::Client, sy_url: &str) {
+/// Turns per second next to hello-world requests per second, with the CPU each takes
+/// (the server's and the bench client's apart), to show where a turn's budget goes.
+async fn turns(http: &reqwest::Client, sy_url: &str, server_pid: u32) {
     println!(
         "\n### Session turns over HTTP vs an axum hello-world ({TURN_CLIENTS} concurrent clients)\n"
     );
@@ -542,9 +544,12 @@ async fn turns(http: &reqwest::Client, sy_url: &str) {
         axum::serve(l, app).await.unwrap();
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
+    let me = std::process::id();
+    let hello_cpu = cpu_time(me);
+    let hello_requests = turn_count() * 4;
     let hello_rate = {
         let http = http.clone();
-        throughput(TURN_CLIENTS, turn_count() * 4, move |_| {
+        throughput(TURN_CLIENTS, hello_requests, move |_| {
             let http = http.clone();
             async move {
                 let r = http
@@ -558,7 +563,9 @@ async fn turns(http: &reqwest::Client, sy_url: &str) {
         .await
     };
     hello.abort();
+    let hello_cpu = per_job(cpu_time(me) - hello_cpu, hello_requests);
     println!("| axum hello-world requests | {hello_rate:.0} |");
+    let (server_cpu, client_cpu) = (cpu_time(server_pid), cpu_time(me));
     let turns = Arc::new(AtomicU64::new(0));
     let turn_rate = {
         let (http, url, turns) = (http.clone(), sy_url.to_owned(), turns.clone());
@@ -575,11 +582,27 @@ async fn turns(http: &reqwest::Client, sy_url: &str) {
         })
         .await
     };
+    let server_cpu = per_job(cpu_time(server_pid) - server_cpu, turn_count());
+    let client_cpu = per_job(cpu_time(me) - client_cpu, turn_count());
     println!("| **Switchyard session turns** (`/chat`, echo-agent, streamed) | {turn_rate:.0} |");
     println!(
         "\nratio turns / hello-world requests: **{:.2}**\n",
         turn_rate / hello_rate
     );
+    // The cores' time at 0.3x hello-world, per turn, for the server and the client
+    // together (both run on this machine).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let budget = cores as f64 * 1e6 / (0.3 * hello_rate);
+    println!(
+        "CPU per hello-world request (client and server, one process): {hello_cpu:.1} µs; \
+         per turn: server {server_cpu:.1} µs, bench client {client_cpu:.1} µs; \
+         {cores} cores at 0.3x hello-world allow {budget:.1} µs per turn for both\n"
+    );
+}
+
+/// Microseconds of `cpu` per one of `jobs`.
+fn per_job(cpu: Duration, jobs: usize) -> f64 {
+    cpu.as_secs_f64() * 1e6 / jobs as f64
 }
 
 /// Fire `job` at `rate` per second for `seconds`, each on its own task.

@@ -3,8 +3,9 @@
 //! In one run, on the same machine and the same components:
 //! - raw wasmtime: a typed call on an already-instantiated component (the floor);
 //! - instantiate: a fresh store + `InstancePre::instantiate_async` (pooling allocator);
-//! - Switchyard's call path: `PluginHost::describe`/`evaluate` — fresh sandboxed store,
-//!   instantiate, call, classify, health bookkeeping;
+//! - Switchyard's call path: `PluginHost::describe`/`evaluate`/`run_turn` — fresh
+//!   sandboxed store, instantiate, call, classify, health bookkeeping (`run_turn` as a
+//!   session turn makes it, with and without 200 messages of history);
 //! - loading the Python component from the on-disk cache vs compiling it.
 //!
 //! Components must be built first (`plugins/build-all.sh`). Prints a Markdown table.
@@ -18,8 +19,9 @@ use switchyard::plugins::bindings::{agent::AgentAdapterPre, trigger::TriggerPre}
 use switchyard::plugins::host::{
     BusCap, CallLimits, ConfigCap, HttpPolicy, KvCap, LogCap, PluginState, TurnCap, linker,
 };
+use switchyard::plugins::types::{Message, Role, TurnRequest};
 use switchyard::plugins::{
-    ComponentCache, EngineOptions, HostServices, PluginHost, PluginKind, cache,
+    ComponentCache, EngineOptions, HostServices, PluginHost, PluginKind, TurnControl, cache,
 };
 use wasmtime::Store;
 use wasmtime::component::Component;
@@ -55,6 +57,27 @@ fn bare_state() -> PluginState {
         ConfigCap::new(Default::default(), Default::default()),
         TurnCap::default(),
     )
+}
+
+/// A turn of the session turns bench (`bus_sessions turns`): "hello world" after
+/// `history_len` messages of the same, the request and replies alternating.
+fn turn_request(history_len: usize) -> TurnRequest {
+    let history = (0..history_len)
+        .map(|i| Message {
+            role: if i % 2 == 0 {
+                Role::User
+            } else {
+                Role::Assistant
+            },
+            content: "hello world".into(),
+        })
+        .collect();
+    TurnRequest {
+        session: "bench-0".into(),
+        history,
+        input: "hello world".into(),
+        config: json!({}),
+    }
 }
 
 /// Median and p99 of `samples`.
@@ -234,6 +257,29 @@ async fn run() {
         &s,
         us,
     );
+
+    // --- A session turn's plugin call: echo-agent `run-turn`, as a turn makes it ---
+    for history_len in [0, 200] {
+        let s = measure(async || {
+            let (events, mut stream) = tokio::sync::mpsc::channel(256);
+            host.run_turn(
+                "echo-agent",
+                turn_request(history_len),
+                events,
+                TurnControl::default(),
+            )
+            .await
+            .unwrap();
+            while stream.try_recv().is_ok() {}
+        })
+        .await;
+        row(
+            "**Switchyard call path**",
+            &format!("Rust echo-agent `run-turn`, {history_len} messages of history"),
+            &s,
+            us,
+        );
+    }
 
     // --- Rust trigger with JSON in and out: hostile fixture, mode ok ---
     let event = Event {
