@@ -815,6 +815,76 @@ async fn after_a_reset_the_next_turns_send_only_what_followed_it() {
     );
 }
 
+/// `[adapter] history` in the manifest caps the history a turn sends, and a reload of
+/// the manifest changes it for the next turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manifest_caps_the_history_a_turn_takes() {
+    let fake = FakeOpenAi::start(["A", "B", "C", "D"].map(|t| reply_of(&[t])).into()).await;
+    let server = start(Some(KEY), true).await;
+    let take_history = |n: usize| {
+        let server = &server;
+        async move {
+            let path = server.plugins_dir.join(PLUGIN).join("plugin.toml");
+            let shipped = std::fs::read_to_string(&path).unwrap();
+            let without = shipped
+                .split("[adapter]")
+                .next()
+                .unwrap()
+                .trim_end()
+                .to_owned();
+            util::replace_file(
+                &path,
+                format!("{without}\n\n[adapter]\nhistory = {n}\n").as_bytes(),
+            );
+            let (status, body) = server
+                .post(&format!("/v1/plugins/{PLUGIN}/reload"), &json!({}))
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    take_history(2).await;
+    let config = json!({ "base_url": fake.base_url, "model": "gpt-session" });
+    let (status, body) = server
+        .post(
+            "/v1/sessions",
+            &json!({ "key": "h", "adapter": PLUGIN, "config": config }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let send = |text: &'static str, n: usize| {
+        let server = &server;
+        async move {
+            let (status, body) = server
+                .post("/v1/sessions/h/messages", &json!({ "text": text }))
+                .await;
+            assert_eq!(status, 202, "{body}");
+            wait_history(server, "h", n).await;
+        }
+    };
+    send("One", 2).await;
+    send("Two", 4).await;
+    send("Three", 6).await;
+    take_history(0).await;
+    send("Four", 8).await;
+
+    let sent: Vec<Value> = fake
+        .seen()
+        .iter()
+        .map(|s| s.body["messages"].clone())
+        .collect();
+    let user = |text: &str| json!({ "role": "user", "content": text });
+    let assistant = |text: &str| json!({ "role": "assistant", "content": text });
+    assert_eq!(
+        sent,
+        [
+            json!([user("One")]),
+            json!([user("One"), assistant("A"), user("Two")]),
+            json!([user("Two"), assistant("B"), user("Three")]),
+            json!([user("Four")]),
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abort_stops_the_turn_while_the_server_is_silent() {
     // The server sends "Partial" and then nothing (the gate never opens).

@@ -298,14 +298,25 @@ fn plugin_list_offline_and_plugin_check() {
 
     // Each broken manifest is refused with a message saying what is wrong.
     let manifest = std::fs::read_to_string(echo.join("plugin.toml")).unwrap();
-    let refused = |from: &str, to: &str, expected: &str| {
+    let refused_from = |manifest: &str, from: &str, to: &str, expected: &str| {
         std::fs::write(echo.join("plugin.toml"), manifest.replace(from, to)).unwrap();
         let (ok, _, stderr) = check();
         assert!(!ok, "{from} -> {to} was accepted");
         assert!(stderr.contains(expected), "{stderr}");
     };
-    // The wrong kind: say what the component is.
+    let refused =
+        |from: &str, to: &str, expected: &str| refused_from(&manifest, from, to, expected);
+    // The wrong kind: say what the component is. (An adapter's own table is refused
+    // first: it names the kind it belongs to.)
     refused(
+        "kind = \"agent-adapter\"",
+        "kind = \"trigger\"",
+        "`adapter` is set for a trigger: `[adapter]` is only for kind agent-adapter",
+    );
+    let without_adapter = manifest.replace("[adapter]\nhistory = 0\n", "");
+    assert_ne!(without_adapter, manifest);
+    refused_from(
+        &without_adapter,
         "kind = \"agent-adapter\"",
         "kind = \"trigger\"",
         "the component implements world `agent-adapter`, but plugin.toml says kind = \"trigger\"",

@@ -77,6 +77,20 @@ pub struct PluginManifest {
     pub config: BTreeMap<String, ConfigKey>,
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretDecl>,
+    /// What an agent adapter takes of a session (kind `agent-adapter` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<AdapterNeeds>,
+}
+
+/// `[adapter]`: what an agent adapter takes of a session with each turn.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterNeeds {
+    /// Most messages of the session's history a turn hands the adapter, within the
+    /// server's `[sessions] history_limit`; unset for that limit. 0 for an adapter that
+    /// keeps no conversation: its turns copy no history into the sandbox.
+    #[serde(default)]
+    pub history: Option<usize>,
 }
 
 /// What the plugin may do. Everything is denied unless granted here.
@@ -249,6 +263,15 @@ impl PluginManifest {
                 ),
             ));
         }
+        if self.adapter.is_some() && self.kind != PluginKind::AgentAdapter {
+            return Err(invalid(
+                "adapter",
+                format!(
+                    "is set for a {}: `[adapter]` is only for kind agent-adapter",
+                    self.kind.world()
+                ),
+            ));
+        }
         for (name, secret) in &self.secrets {
             if secret.env.is_empty() {
                 return Err(invalid(
@@ -346,6 +369,24 @@ env = "EXAMPLE_TOKEN"
             m.component_path(Path::new("d")),
             Path::new("d/keyword-trigger.wasm")
         );
+    }
+
+    #[test]
+    fn adapter_needs_are_only_for_adapters() {
+        let adapter = GOOD
+            .replace("kind = \"trigger\"", "kind = \"agent-adapter\"")
+            .replace("[permissions]", "[adapter]\nhistory = 0\n\n[permissions]");
+        let m = parse(&adapter).unwrap();
+        assert_eq!(m.adapter.unwrap().history, Some(0));
+        assert!(parse(GOOD).unwrap().adapter.is_none());
+
+        let trigger = GOOD.replace("[permissions]", "[adapter]\nhistory = 0\n\n[permissions]");
+        let err = parse(&trigger).unwrap_err().to_string();
+        assert!(err.contains("adapter"), "{err}");
+        assert!(err.contains("only for kind agent-adapter"), "{err}");
+        let negative = adapter.replace("history = 0", "history = -1");
+        let err = parse(&negative).unwrap_err().to_string();
+        assert!(err.starts_with("plugins/x/plugin.toml:"), "{err}");
     }
 
     #[test]

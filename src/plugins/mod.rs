@@ -319,6 +319,15 @@ impl PluginHost {
         Ok(info.into())
     }
 
+    /// How many of a session's last `limit` messages a turn hands agent adapter `name`:
+    /// fewer if its manifest's `[adapter] history` asks for fewer.
+    pub fn history_for(&self, name: &str, limit: usize) -> usize {
+        self.read_entries()
+            .get(name)
+            .and_then(|e| e.active.as_ref()?.manifest.adapter.as_ref()?.history)
+            .map_or(limit, |wanted| wanted.min(limit))
+    }
+
     /// Run one turn of agent adapter `name`, streaming its events into `events`.
     pub async fn run_turn(
         &self,

@@ -42,12 +42,15 @@ impl HistoryWindow {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The kept messages, oldest first; or, when none are kept, the epoch to hand
-    /// [`HistoryWindow::fill`] with what the store has.
-    pub fn get(&self) -> Result<Vec<Message>, u64> {
+    /// The last `n` kept messages, oldest first; or, when none are kept, the epoch to
+    /// hand [`HistoryWindow::fill`] with what the store has.
+    pub fn last(&self, n: usize) -> Result<Vec<Message>, u64> {
         let state = self.state();
         match &state.messages {
-            Some(messages) => Ok(messages.iter().cloned().collect()),
+            Some(messages) => Ok(messages
+                .range(messages.len().saturating_sub(n)..)
+                .cloned()
+                .collect()),
             None => Err(state.epoch),
         }
     }
@@ -94,7 +97,7 @@ mod tests {
 
     fn texts(window: &HistoryWindow) -> Vec<String> {
         window
-            .get()
+            .last(usize::MAX)
             .unwrap()
             .into_iter()
             .map(|m| m.content)
@@ -104,29 +107,37 @@ mod tests {
     #[test]
     fn keeps_the_last_limit_messages() {
         let window = HistoryWindow::new(3);
-        let epoch = window.get().unwrap_err();
+        let epoch = window.last(3).unwrap_err();
         window.fill(epoch, &[user("a"), user("b"), user("c"), user("d")]);
         assert_eq!(texts(&window), ["b", "c", "d"]);
         window.push([user("e"), user("f")]);
         assert_eq!(texts(&window), ["d", "e", "f"]);
+        let last: Vec<String> = window
+            .last(2)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.content)
+            .collect();
+        assert_eq!(last, ["e", "f"]);
+        assert!(window.last(0).unwrap().is_empty());
     }
 
     #[test]
     fn appends_nothing_until_filled() {
         let window = HistoryWindow::new(3);
         window.push([user("a")]);
-        assert!(window.get().is_err());
+        assert!(window.last(3).is_err());
     }
 
     #[test]
     fn a_window_read_before_a_drop_is_not_kept() {
         let window = HistoryWindow::new(3);
-        let epoch = window.get().unwrap_err();
+        let epoch = window.last(3).unwrap_err();
         // A reset clears the history while the worker is reading it.
         window.drop_window();
         window.fill(epoch, &[user("cleared")]);
-        assert!(window.get().is_err());
-        let epoch = window.get().unwrap_err();
+        assert!(window.last(3).is_err());
+        let epoch = window.last(3).unwrap_err();
         window.fill(epoch, &[]);
         assert_eq!(texts(&window), Vec::<String>::new());
     }

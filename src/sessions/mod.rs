@@ -764,13 +764,21 @@ impl Inner {
         }
     }
 
-    /// The history before `message`: the worker's window, or the store's (then kept).
+    /// The history before `message` that the session's adapter takes: the end of the
+    /// worker's window, or of the store's (then kept as the window). Nothing is read or
+    /// copied for an adapter that takes none.
     async fn history(
         &self,
         active: &Active,
         message: &MessageRecord,
     ) -> Result<Vec<Message>, StoreError> {
-        let epoch = match active.history.get() {
+        let wanted = self
+            .plugins
+            .history_for(&active.record.adapter, self.config.history_limit);
+        if wanted == 0 {
+            return Ok(Vec::new());
+        }
+        let epoch = match active.history.last(wanted) {
             Ok(window) => return Ok(window),
             Err(epoch) => epoch,
         };
@@ -780,7 +788,7 @@ impl Inner {
             .store
             .history_before(&active.record.id, message.seq, self.config.history_limit)
             .await?;
-        let history: Vec<Message> = stored
+        let mut history: Vec<Message> = stored
             .into_iter()
             .map(|m| Message {
                 role: if m.role == "assistant" {
@@ -792,7 +800,7 @@ impl Inner {
             })
             .collect();
         active.history.fill(epoch, &history);
-        Ok(history)
+        Ok(history.split_off(history.len().saturating_sub(wanted)))
     }
 
     /// Run one turn for `message`.
