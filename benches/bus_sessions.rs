@@ -529,6 +529,9 @@ where
 
 /// Turns per second next to hello-world requests per second, with the CPU each takes
 /// (the server's and the bench client's apart), to show where a turn's budget goes.
+/// The server's is its whole process's while the turns run (`BENCH_SWITCHYARD` must
+/// name the binary itself, not a script that starts it); the client's includes this
+/// bench's allocation counting (one atomic add per allocation and free).
 async fn turns(http: &reqwest::Client, sy_url: &str, server_pid: u32) {
     println!(
         "\n### Session turns over HTTP vs an axum hello-world ({TURN_CLIENTS} concurrent clients)\n"

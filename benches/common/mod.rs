@@ -77,8 +77,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// CPU time (user and system, every thread) that process `pid` has used so far, in
-/// the kernel's clock ticks (10 ms): runs of a second or more read it to about 1%.
+/// CPU time (user and system, every thread) that process `pid` has used so far. The
+/// kernel counts it in clock ticks (10 ms), so runs of a second or more read it to
+/// about 1%.
 pub fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
     // The fields after the command name, which is in parentheses and may hold spaces:

@@ -86,9 +86,10 @@ pub struct PluginManifest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdapterNeeds {
-    /// Most messages of the session's history a turn hands the adapter, within the
+    /// Most conversation messages of the session a turn hands the adapter, within the
     /// server's `[sessions] history_limit`; unset for that limit. 0 for an adapter that
-    /// keeps no conversation: its turns copy no history into the sandbox.
+    /// keeps no conversation: its turns copy no history into the sandbox. (The
+    /// session's system prompt is not counted: it is always sent.)
     #[serde(default)]
     pub history: Option<usize>,
 }
