@@ -72,8 +72,13 @@ pub struct App {
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
+/// An SSE stream silent this long sends a comment line, so that proxies do not close
+/// it during a long wait.
+pub const SSE_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Serve `stream` as Server-Sent Events: with keep-alive comments, and ending when the
-/// server shuts down (the client resumes from its last event id).
+/// server shuts down (the client resumes from its last event id). (The chat stream
+/// writes its own frames: see `chat::ui_stream`.)
 pub fn sse<S>(
     state: &AppState,
     stream: S,
@@ -87,9 +92,8 @@ where
 {
     use futures::StreamExt;
     let shutdown = state.shutdown.clone().cancelled_owned();
-    axum::response::sse::Sse::new(stream.take_until(shutdown)).keep_alive(
-        axum::response::sse::KeepAlive::new().interval(std::time::Duration::from_secs(15)),
-    )
+    axum::response::sse::Sse::new(stream.take_until(shutdown))
+        .keep_alive(axum::response::sse::KeepAlive::new().interval(SSE_KEEP_ALIVE))
 }
 
 /// Every route, each with its OpenAPI operation.

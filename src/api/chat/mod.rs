@@ -13,8 +13,9 @@ mod ui_stream;
 use std::borrow::Cow;
 
 use axum::extract::State;
-use axum::http::HeaderValue;
+use axum::http::{HeaderName, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde::Deserialize;
 
 use super::extract::{Body, Path};
@@ -75,16 +76,18 @@ pub async fn chat(
             .map_err(|_| ApiError::from(SessionError::NotFound(key.clone())))?,
     };
 
-    let stream = ui_stream::chunks(subscription, message.id);
-    let mut response = super::sse(&state, stream).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        "x-vercel-ai-ui-message-stream",
-        HeaderValue::from_static("v1"),
-    );
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
-    Ok(response)
+    let shutdown = state.shutdown.clone().cancelled_owned();
+    let frames = ui_stream::frames(subscription, message.id).take_until(shutdown);
+    let headers = [
+        (header::CONTENT_TYPE, "text/event-stream"),
+        (header::CACHE_CONTROL, "no-cache"),
+        (
+            HeaderName::from_static("x-vercel-ai-ui-message-stream"),
+            "v1",
+        ),
+        (HeaderName::from_static("x-accel-buffering"), "no"),
+    ];
+    Ok((headers, axum::body::Body::from_stream(frames)).into_response())
 }
 
 /// The new input: the text parts of the last user message, one per line.

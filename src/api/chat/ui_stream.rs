@@ -4,8 +4,8 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 
-use axum::response::sse::Event as SseEvent;
-use futures::Stream;
+use bytes::Bytes;
+use futures::{FutureExt, Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -299,49 +299,60 @@ impl Translation {
     }
 }
 
-/// The SSE stream of one turn's UI chunks, then `[DONE]`.
-pub(super) fn chunks(
+/// The SSE body of one turn's UI chunks, then `[DONE]`, with a comment line after
+/// [`SSE_KEEP_ALIVE`](crate::api::SSE_KEEP_ALIVE) of silence. The chunks of every
+/// event that has arrived by the time one is translated go out as one frame: a short
+/// turn is two writes (its start, then the rest), not one per chunk, for the server
+/// and the client. (Each chunk is one `data:` line: compact JSON holds no line break.)
+pub(super) fn frames(
     subscription: Subscription,
     message_id: String,
-) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+) -> impl Stream<Item = Result<Bytes, Infallible>> {
     let state = (subscription, Translation::new(message_id));
-    let pending: std::collections::VecDeque<SseEvent> = Default::default();
-    futures::stream::unfold(
-        (Some(state), pending),
-        |(mut state, mut pending)| async move {
-            loop {
-                if let Some(event) = pending.pop_front() {
-                    return Some((Ok(event), (state, pending)));
-                }
-                let (subscription, t) = state.as_mut()?;
-                if t.done {
-                    state = None;
-                    pending.push_back(SseEvent::default().data("[DONE]"));
-                    continue;
-                }
-                let event = match subscription.next().await {
-                    Ok(e) => e,
-                    Err(e) => {
-                        let error_text = e.to_string();
-                        pending.push_back(
-                            SseEvent::default().data(
-                                Chunk::Error {
-                                    error_text: &error_text,
-                                }
-                                .text(),
-                            ),
-                        );
-                        pending.push_back(SseEvent::default().data("[DONE]"));
-                        state = None;
-                        continue;
+    futures::stream::unfold(Some(state), |state| async move {
+        let (mut subscription, mut t) = state?;
+        let mut frame = String::new();
+        let mut next =
+            match tokio::time::timeout(crate::api::SSE_KEEP_ALIVE, subscription.next()).await {
+                Ok(first) => Some(first),
+                Err(_) => return Some((Ok(Bytes::from_static(b":\n\n")), Some((subscription, t)))),
+            };
+        while let Some(result) = next.take() {
+            match result {
+                Ok(event) => {
+                    for chunk in t.translate(&event.event_type, event.data.text()) {
+                        push_data(&mut frame, &chunk);
                     }
-                };
-                for chunk in t.translate(&event.event_type, event.data.text()) {
-                    pending.push_back(SseEvent::default().data(chunk));
+                }
+                Err(e) => {
+                    let error_text = e.to_string();
+                    push_data(
+                        &mut frame,
+                        &Chunk::Error {
+                            error_text: &error_text,
+                        }
+                        .text(),
+                    );
+                    t.done = true;
                 }
             }
-        },
-    )
+            if t.done {
+                push_data(&mut frame, "[DONE]");
+                return Some((Ok(frame.into()), None));
+            }
+            // Events already delivered join this frame; a waiting one would not.
+            next = subscription.next().now_or_never();
+        }
+        Some((Ok(frame.into()), Some((subscription, t))))
+    })
+    .filter(|frame| std::future::ready(!matches!(frame, Ok(f) if f.is_empty())))
+}
+
+/// One SSE event of `data` (a single line) appended to `frame`.
+fn push_data(frame: &mut String, data: &str) {
+    frame.push_str("data: ");
+    frame.push_str(data);
+    frame.push_str("\n\n");
 }
 
 #[cfg(test)]
@@ -349,6 +360,63 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::Translation;
+
+    /// The chunks of every event published before the stream looks go out as one
+    /// frame of `data:` lines; the frame with `finish` ends with `[DONE]`, and so does
+    /// the stream.
+    #[tokio::test]
+    async fn events_already_there_make_one_frame() {
+        use futures::StreamExt;
+
+        use crate::bus::{Bus, TopicPattern};
+        use crate::sessions::SessionEvent;
+        use crate::store::Store;
+
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Bus::new(Store::open(dir.path()).unwrap());
+        let subscription = bus.subscribe_from(TopicPattern::parse("session.s.>").unwrap(), None);
+        let publish = |kind: SessionEvent, data: Value| {
+            let bus = bus.clone();
+            async move { bus.publish(kind.event("s", Some("k"), data)).await.unwrap() }
+        };
+        let types = |frame: &[u8]| -> Vec<String> {
+            let text = std::str::from_utf8(frame).unwrap();
+            assert!(text.ends_with("\n\n"), "{text:?}");
+            text.split_terminator("\n\n")
+                .map(|event| {
+                    let data = event.strip_prefix("data: ").expect("one data line each");
+                    assert!(!data.contains('\n'), "{event:?}");
+                    match serde_json::from_str::<Value>(data) {
+                        Ok(chunk) => chunk["type"].as_str().unwrap().to_owned(),
+                        Err(_) => data.to_owned(),
+                    }
+                })
+                .collect()
+        };
+
+        publish(SessionEvent::TurnStarted, json!({ "message_id": "m1" })).await;
+        let mut frames = Box::pin(super::frames(subscription, "m1".into()));
+        assert_eq!(types(&frames.next().await.unwrap().unwrap()), ["start"]);
+
+        for word in ["a ", "b"] {
+            let data = json!({ "message_id": "m1", "text": word });
+            publish(SessionEvent::TextDelta, data).await;
+        }
+        let finished = json!({ "message_id": "m1", "status": "done", "stop_reason": "complete" });
+        publish(SessionEvent::TurnFinished, finished).await;
+        assert_eq!(
+            types(&frames.next().await.unwrap().unwrap()),
+            [
+                "text-start",
+                "text-delta",
+                "text-delta",
+                "text-end",
+                "finish",
+                "[DONE]"
+            ]
+        );
+        assert!(frames.next().await.is_none());
+    }
 
     /// Translate session events `(kind, data)` of message `m1`; the chunks as JSON.
     fn translate(events: &[(&str, Value)]) -> Vec<Value> {
