@@ -179,6 +179,7 @@ impl Workers {
 
     fn remove(&mut self, active: &Arc<Active>) {
         self.by_id.remove(&active.record.id);
+        shrink(&mut self.by_id);
         self.forget_key(&active.record.key, |named| named == active.record.id);
     }
 
@@ -186,11 +187,20 @@ impl Workers {
     fn forget_key(&mut self, key: &str, stale: impl FnOnce(&str) -> bool) {
         if self.by_key.get(key).is_some_and(|a| stale(&a.record.id)) {
             self.by_key.remove(key);
+            shrink(&mut self.by_key);
         }
     }
 
     fn record_by_key(&self, key: &str) -> Option<SessionRecord> {
         self.by_key.get(key).map(|a| a.record.clone())
+    }
+}
+
+/// A burst of sessions leaves a map's table at its peak: give the memory back once it
+/// is a quarter full, down to twice what it holds (so the cost stays amortized).
+fn shrink<V>(map: &mut HashMap<String, V>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
     }
 }
 
@@ -212,6 +222,18 @@ struct Active {
     handed: std::sync::Mutex<Option<MessageRecord>>,
     turn: std::sync::Mutex<Option<RunningTurn>>,
     history: HistoryWindow,
+}
+
+impl Active {
+    fn new(record: SessionRecord, taken: Option<MessageRecord>, history_limit: usize) -> Self {
+        Self {
+            record,
+            wake: Notify::new(),
+            handed: std::sync::Mutex::new(taken),
+            turn: std::sync::Mutex::new(None),
+            history: HistoryWindow::new(history_limit),
+        }
+    }
 }
 
 struct RunningTurn {
@@ -699,13 +721,7 @@ impl Sessions {
             a.wake.notify_one();
             return;
         }
-        let a = Arc::new(Active {
-            record,
-            wake: Notify::new(),
-            handed: std::sync::Mutex::new(taken),
-            turn: std::sync::Mutex::new(None),
-            history: HistoryWindow::new(self.inner.config.history_limit),
-        });
+        let a = Arc::new(Active::new(record, taken, self.inner.config.history_limit));
         active.insert(a.clone());
         let inner = self.inner.clone();
         self.inner.workers.spawn(async move { inner.work(a).await });
@@ -1028,4 +1044,50 @@ fn validate_key(key: &str) -> Result<(), SessionError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After a burst of sessions leaves memory, the maps give back their tables.
+    #[test]
+    fn the_workers_maps_shrink_after_a_burst() {
+        let mut workers = Workers::default();
+        let burst: Vec<Arc<Active>> = (0..10_000)
+            .map(|i| {
+                let record = SessionRecord {
+                    id: format!("id-{i}"),
+                    key: format!("key-{i}"),
+                    adapter: "echo-agent".into(),
+                    config: json!({}),
+                    created_at: String::new(),
+                    updated_at: String::new(),
+                    system: None,
+                };
+                Arc::new(Active::new(record, None, 10))
+            })
+            .collect();
+        for a in &burst {
+            workers.insert(a.clone());
+        }
+        let peak = workers.by_id.capacity();
+        assert!(peak >= 10_000);
+        for a in &burst[10..] {
+            workers.remove(a);
+        }
+        assert_eq!(workers.len(), 10);
+        assert!(
+            workers.by_id.capacity() <= 64,
+            "{}",
+            workers.by_id.capacity()
+        );
+        assert!(
+            workers.by_key.capacity() <= 64,
+            "{}",
+            workers.by_key.capacity()
+        );
+        assert!(workers.get("id-3").is_some());
+        assert_eq!(workers.record_by_key("key-9").unwrap().id, "id-9");
+    }
 }
