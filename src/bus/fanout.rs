@@ -163,6 +163,11 @@ impl LiveFeed {
     pub async fn recv(&mut self) -> Option<Arc<Event>> {
         self.queue.recv().await
     }
+
+    /// The next delivered event if one is queued.
+    pub fn try_recv(&mut self) -> Option<Arc<Event>> {
+        self.queue.try_recv().ok()
+    }
 }
 
 impl Drop for LiveFeed {

@@ -124,6 +124,26 @@ impl Subscription {
     }
 }
 
+impl Subscription {
+    /// The next matching event if one is already here (replayed, or delivered live);
+    /// `None` when [`Self::next`] would have to wait, or read the log.
+    pub fn ready(&mut self) -> Option<Arc<Event>> {
+        if let Some(e) = self.backlog.pop_front() {
+            return Some(e);
+        }
+        if self.catching_up || self.live.is_lagged() {
+            return None;
+        }
+        while let Some(e) = self.live.try_recv() {
+            if e.seq > self.cursor {
+                self.cursor = e.seq;
+                return Some(e);
+            }
+        }
+        None
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         metrics::gauge!("switchyard_bus_subscribers").decrement(1);

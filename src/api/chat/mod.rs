@@ -77,7 +77,8 @@ pub async fn chat(
     };
 
     let shutdown = state.shutdown.clone().cancelled_owned();
-    let frames = ui_stream::frames(subscription, message.id).take_until(shutdown);
+    let frames =
+        ui_stream::frames(subscription, message.id, super::SSE_KEEP_ALIVE).take_until(shutdown);
     let headers = [
         (header::CONTENT_TYPE, "text/event-stream"),
         (header::CACHE_CONTROL, "no-cache"),

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use futures::{FutureExt, Stream, StreamExt};
+use futures::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -300,59 +300,69 @@ impl Translation {
 }
 
 /// The SSE body of one turn's UI chunks, then `[DONE]`, with a comment line after
-/// [`SSE_KEEP_ALIVE`](crate::api::SSE_KEEP_ALIVE) of silence. The chunks of every
-/// event that has arrived by the time one is translated go out as one frame: a short
-/// turn is two writes (its start, then the rest), not one per chunk, for the server
-/// and the client. (Each chunk is one `data:` line: compact JSON holds no line break.)
+/// `keep_alive` without a write. The chunks of every event already here when one is
+/// translated go out as one frame: a short turn is two writes (its start, then the
+/// rest), not one per chunk, for the server and the client. Those already here are
+/// taken with [`Subscription::ready`], which never starts a read of the log that
+/// would be thrown away.
 pub(super) fn frames(
     subscription: Subscription,
     message_id: String,
+    keep_alive: std::time::Duration,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
     let state = (subscription, Translation::new(message_id));
-    futures::stream::unfold(Some(state), |state| async move {
+    futures::stream::unfold(Some(state), move |state| async move {
         let (mut subscription, mut t) = state?;
         let mut frame = String::new();
-        let mut next =
-            match tokio::time::timeout(crate::api::SSE_KEEP_ALIVE, subscription.next()).await {
-                Ok(first) => Some(first),
-                Err(_) => return Some((Ok(Bytes::from_static(b":\n\n")), Some((subscription, t)))),
+        // From the last write: events that show nothing (another turn's, say) do not
+        // put the keep-alive off.
+        let deadline = tokio::time::Instant::now() + keep_alive;
+        while frame.is_empty() {
+            let first = tokio::time::timeout_at(deadline, subscription.next()).await;
+            let Ok(first) = first else {
+                return Some((Ok(Bytes::from_static(b":\n\n")), Some((subscription, t))));
             };
-        while let Some(result) = next.take() {
-            match result {
-                Ok(event) => {
-                    for chunk in t.translate(&event.event_type, event.data.text()) {
-                        push_data(&mut frame, &chunk);
+            let mut next = Some(first);
+            while let Some(result) = next.take() {
+                match result {
+                    Ok(event) => {
+                        for chunk in t.translate(&event.event_type, event.data.text()) {
+                            push_data(&mut frame, &chunk);
+                        }
+                    }
+                    Err(e) => {
+                        let error_text = e.to_string();
+                        push_data(
+                            &mut frame,
+                            &Chunk::Error {
+                                error_text: &error_text,
+                            }
+                            .text(),
+                        );
+                        t.done = true;
                     }
                 }
-                Err(e) => {
-                    let error_text = e.to_string();
-                    push_data(
-                        &mut frame,
-                        &Chunk::Error {
-                            error_text: &error_text,
-                        }
-                        .text(),
-                    );
-                    t.done = true;
+                if t.done {
+                    push_data(&mut frame, "[DONE]");
+                    return Some((Ok(frame.into()), None));
                 }
+                next = subscription.ready().map(Ok);
             }
-            if t.done {
-                push_data(&mut frame, "[DONE]");
-                return Some((Ok(frame.into()), None));
-            }
-            // Events already delivered join this frame; a waiting one would not.
-            next = subscription.next().now_or_never();
         }
         Some((Ok(frame.into()), Some((subscription, t))))
     })
-    .filter(|frame| std::future::ready(!matches!(frame, Ok(f) if f.is_empty())))
 }
 
-/// One SSE event of `data` (a single line) appended to `frame`.
+/// One SSE event of `data` appended to `frame`: a `data:` line per line of it, as the
+/// SSE format wants (a chunk's JSON is compact, but a tool's input or output is
+/// passed on as it was published, and may be pretty-printed).
 fn push_data(frame: &mut String, data: &str) {
-    frame.push_str("data: ");
-    frame.push_str(data);
-    frame.push_str("\n\n");
+    for line in data.split(['\n', '\r']) {
+        frame.push_str("data: ");
+        frame.push_str(line);
+        frame.push('\n');
+    }
+    frame.push('\n');
 }
 
 #[cfg(test)]
@@ -384,24 +394,34 @@ mod tests {
             assert!(text.ends_with("\n\n"), "{text:?}");
             text.split_terminator("\n\n")
                 .map(|event| {
-                    let data = event.strip_prefix("data: ").expect("one data line each");
-                    assert!(!data.contains('\n'), "{event:?}");
-                    match serde_json::from_str::<Value>(data) {
+                    let lines: Vec<&str> = event
+                        .split('\n')
+                        .map(|line| line.strip_prefix("data: ").expect("data lines only"))
+                        .collect();
+                    let data = lines.join("\n");
+                    match serde_json::from_str::<Value>(&data) {
                         Ok(chunk) => chunk["type"].as_str().unwrap().to_owned(),
-                        Err(_) => data.to_owned(),
+                        Err(_) => data,
                     }
                 })
                 .collect()
         };
 
         publish(SessionEvent::TurnStarted, json!({ "message_id": "m1" })).await;
-        let mut frames = Box::pin(super::frames(subscription, "m1".into()));
+        let keep_alive = std::time::Duration::from_secs(60);
+        let mut frames = Box::pin(super::frames(subscription, "m1".into(), keep_alive));
         assert_eq!(types(&frames.next().await.unwrap().unwrap()), ["start"]);
 
         for word in ["a ", "b"] {
             let data = json!({ "message_id": "m1", "text": word });
             publish(SessionEvent::TextDelta, data).await;
         }
+        // A tool's input as it was published, pretty-printed: each of its lines is a
+        // `data:` line (checked by `types`), and the JSON reads back whole.
+        let pretty = "{\n  \"message_id\": \"m1\",\n  \"id\": \"c1\",\n  \"name\": \"ls\",\n  \"input\": {\n    \"dir\": \"/\"\n  }\n}";
+        let mut tool = SessionEvent::ToolStart.event("s", Some("k"), json!(null));
+        tool.data = crate::bus::EventData::from_text(pretty.into()).unwrap();
+        bus.publish(tool).await.unwrap();
         let finished = json!({ "message_id": "m1", "status": "done", "stop_reason": "complete" });
         publish(SessionEvent::TurnFinished, finished).await;
         assert_eq!(
@@ -411,11 +431,50 @@ mod tests {
                 "text-delta",
                 "text-delta",
                 "text-end",
+                "tool-input-start",
+                "tool-input-available",
                 "finish",
                 "[DONE]"
             ]
         );
         assert!(frames.next().await.is_none());
+    }
+
+    /// The keep-alive comes a set time after the last write, however many events
+    /// that show nothing (another turn's) arrive meanwhile.
+    #[tokio::test]
+    async fn events_that_show_nothing_do_not_put_the_keep_alive_off() {
+        use futures::StreamExt;
+
+        use crate::bus::{Bus, TopicPattern};
+        use crate::sessions::SessionEvent;
+        use crate::store::Store;
+
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Bus::new(Store::open(dir.path()).unwrap());
+        let subscription = bus.subscribe_from(TopicPattern::parse("session.s.>").unwrap(), None);
+        let keep_alive = std::time::Duration::from_millis(300);
+        let mut frames = Box::pin(super::frames(subscription, "m1".into(), keep_alive));
+        let others = tokio::spawn({
+            let bus = bus.clone();
+            async move {
+                for _ in 0..40 {
+                    let data = json!({ "message_id": "other", "text": "not mine" });
+                    let event = SessionEvent::TextDelta.event("s", Some("k"), data);
+                    bus.publish(event).await.unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                }
+            }
+        });
+        let started = std::time::Instant::now();
+        let frame = frames.next().await.unwrap().unwrap();
+        assert_eq!(&frame[..], b":\n\n");
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
+        );
+        others.abort();
     }
 
     /// Translate session events `(kind, data)` of message `m1`; the chunks as JSON.
