@@ -84,7 +84,7 @@ impl Subscription {
     /// The next matching event; waits for one.
     pub async fn next(&mut self) -> Result<Arc<Event>, StoreError> {
         loop {
-            if let Some(e) = self.backlog.pop_front() {
+            if let Some(e) = self.ready() {
                 return Ok(e);
             }
             if self.catching_up {
@@ -111,20 +111,16 @@ impl Subscription {
                 continue;
             }
             match self.live.recv().await {
-                Some(e) if e.seq <= self.cursor => {}
                 Some(e) => {
-                    self.cursor = e.seq;
-                    metrics::histogram!("switchyard_bus_subscriber_lag_events")
-                        .record(self.live.len() as f64);
-                    return Ok(e);
+                    if let Some(e) = self.take_live(e) {
+                        return Ok(e);
+                    }
                 }
                 None => return Err(StoreError::WriterStopped),
             }
         }
     }
-}
 
-impl Subscription {
     /// The next matching event if one is already here (replayed, or delivered live);
     /// `None` when [`Self::next`] would have to wait, or read the log.
     pub fn ready(&mut self) -> Option<Arc<Event>> {
@@ -135,12 +131,22 @@ impl Subscription {
             return None;
         }
         while let Some(e) = self.live.try_recv() {
-            if e.seq > self.cursor {
-                self.cursor = e.seq;
+            if let Some(e) = self.take_live(e) {
                 return Some(e);
             }
         }
         None
+    }
+
+    /// A live event to hand out, unless it is at or below the cursor (read from the
+    /// log already).
+    fn take_live(&mut self, e: Arc<Event>) -> Option<Arc<Event>> {
+        if e.seq <= self.cursor {
+            return None;
+        }
+        self.cursor = e.seq;
+        metrics::histogram!("switchyard_bus_subscriber_lag_events").record(self.live.len() as f64);
+        Some(e)
     }
 }
 
