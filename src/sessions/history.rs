@@ -95,9 +95,10 @@ mod tests {
         }
     }
 
-    fn texts(window: &HistoryWindow) -> Vec<String> {
+    /// The contents of the last `n` messages kept.
+    fn texts(window: &HistoryWindow, n: usize) -> Vec<String> {
         window
-            .last(usize::MAX)
+            .last(n)
             .unwrap()
             .into_iter()
             .map(|m| m.content)
@@ -109,17 +110,11 @@ mod tests {
         let window = HistoryWindow::new(3);
         let epoch = window.last(3).unwrap_err();
         window.fill(epoch, &[user("a"), user("b"), user("c"), user("d")]);
-        assert_eq!(texts(&window), ["b", "c", "d"]);
+        assert_eq!(texts(&window, 3), ["b", "c", "d"]);
         window.push([user("e"), user("f")]);
-        assert_eq!(texts(&window), ["d", "e", "f"]);
-        let last: Vec<String> = window
-            .last(2)
-            .unwrap()
-            .into_iter()
-            .map(|m| m.content)
-            .collect();
-        assert_eq!(last, ["e", "f"]);
-        assert!(window.last(0).unwrap().is_empty());
+        assert_eq!(texts(&window, 3), ["d", "e", "f"]);
+        assert_eq!(texts(&window, 2), ["e", "f"]);
+        assert!(texts(&window, 0).is_empty());
     }
 
     #[test]
@@ -139,6 +134,6 @@ mod tests {
         assert!(window.last(3).is_err());
         let epoch = window.last(3).unwrap_err();
         window.fill(epoch, &[]);
-        assert_eq!(texts(&window), Vec::<String>::new());
+        assert_eq!(texts(&window, 3), Vec::<String>::new());
     }
 }

@@ -367,24 +367,29 @@ fn push_data(frame: &mut String, data: &str) {
 
 #[cfg(test)]
 mod tests {
+    use futures::StreamExt;
     use serde_json::{Value, json};
 
     use super::Translation;
+    use crate::bus::{Bus, Subscription, TopicPattern};
+    use crate::sessions::SessionEvent;
+    use crate::store::Store;
+
+    /// A bus on a fresh store, and a subscription to session `s`'s events (keep the
+    /// directory while the bus is used).
+    fn session_bus() -> (tempfile::TempDir, Bus, Subscription) {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Bus::new(Store::open(dir.path()).unwrap());
+        let subscription = bus.subscribe_from(TopicPattern::parse("session.s.>").unwrap(), None);
+        (dir, bus, subscription)
+    }
 
     /// The chunks of every event published before the stream looks go out as one
     /// frame of `data:` lines; the frame with `finish` ends with `[DONE]`, and so does
     /// the stream.
     #[tokio::test]
     async fn events_already_there_make_one_frame() {
-        use futures::StreamExt;
-
-        use crate::bus::{Bus, TopicPattern};
-        use crate::sessions::SessionEvent;
-        use crate::store::Store;
-
-        let dir = tempfile::tempdir().unwrap();
-        let bus = Bus::new(Store::open(dir.path()).unwrap());
-        let subscription = bus.subscribe_from(TopicPattern::parse("session.s.>").unwrap(), None);
+        let (_dir, bus, subscription) = session_bus();
         let publish = |kind: SessionEvent, data: Value| {
             let bus = bus.clone();
             async move { bus.publish(kind.event("s", Some("k"), data)).await.unwrap() }
@@ -444,15 +449,7 @@ mod tests {
     /// that show nothing (another turn's) arrive meanwhile.
     #[tokio::test]
     async fn events_that_show_nothing_do_not_put_the_keep_alive_off() {
-        use futures::StreamExt;
-
-        use crate::bus::{Bus, TopicPattern};
-        use crate::sessions::SessionEvent;
-        use crate::store::Store;
-
-        let dir = tempfile::tempdir().unwrap();
-        let bus = Bus::new(Store::open(dir.path()).unwrap());
-        let subscription = bus.subscribe_from(TopicPattern::parse("session.s.>").unwrap(), None);
+        let (_dir, bus, subscription) = session_bus();
         let keep_alive = std::time::Duration::from_millis(300);
         let mut frames = Box::pin(super::frames(subscription, "m1".into(), keep_alive));
         let others = tokio::spawn({
