@@ -88,6 +88,14 @@ impl FakeOpenAi {
     fn seen(&self) -> Vec<Seen> {
         self.state.seen.lock().unwrap().clone()
     }
+
+    /// The `messages` of each request, in order.
+    fn sent_messages(&self) -> Vec<Value> {
+        self.seen()
+            .iter()
+            .map(|s| s.body["messages"].clone())
+            .collect()
+    }
 }
 
 async fn completions(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) -> Response {
@@ -562,10 +570,7 @@ async fn a_cut_connection_is_an_error_with_the_partial_length() {
         .await;
     assert_eq!(status, 201, "{body}");
     let mut sse = SseStream::connect(&format!("{}/v1/sessions/cut/events", server.url), None).await;
-    let (status, body) = server
-        .post("/v1/sessions/cut/messages", &json!({ "text": "hi" }))
-        .await;
-    assert_eq!(status, 202, "{body}");
+    send(&server, "cut", "hi").await;
     let mut deltas = Vec::new();
     let mut error_event = None;
     let finished = loop {
@@ -647,6 +652,29 @@ async fn history(server: &Server, key: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Create session `key` on the adapter, talking to `fake`.
+async fn create_session(server: &Server, fake: &FakeOpenAi, key: &str) {
+    let config = json!({ "base_url": fake.base_url, "model": "gpt-session" });
+    let (status, body) = server
+        .post(
+            "/v1/sessions",
+            &json!({ "key": key, "adapter": PLUGIN, "config": config }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Queue `text` on session `key`.
+async fn send(server: &Server, key: &str, text: &str) {
+    let (status, body) = server
+        .post(
+            &format!("/v1/sessions/{key}/messages"),
+            &json!({ "text": text }),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+}
+
 /// Poll the history until it has `n` messages.
 async fn wait_history(server: &Server, key: &str, n: usize) -> Vec<(String, String)> {
     let start = Instant::now();
@@ -681,24 +709,11 @@ async fn a_session_streams_each_delta_as_it_arrives_and_sends_its_history() {
     ])
     .await;
     let server = start(Some(KEY), true).await;
-    let (status, body) = server
-        .post(
-            "/v1/sessions",
-            &json!({
-                "key": "chat",
-                "adapter": PLUGIN,
-                "config": { "base_url": fake.base_url, "model": "gpt-session" },
-            }),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    create_session(&server, &fake, "chat").await;
     let mut sse =
         SseStream::connect(&format!("{}/v1/sessions/chat/events", server.url), None).await;
 
-    let (status, body) = server
-        .post("/v1/sessions/chat/messages", &json!({ "text": "Hello?" }))
-        .await;
-    assert_eq!(status, 202, "{body}");
+    send(&server, "chat", "Hello?").await;
     let first = loop {
         let msg = sse
             .next(Duration::from_secs(30))
@@ -728,13 +743,7 @@ async fn a_session_streams_each_delta_as_it_arrives_and_sends_its_history() {
         ]
     );
 
-    let (status, body) = server
-        .post(
-            "/v1/sessions/chat/messages",
-            &json!({ "text": "And again?" }),
-        )
-        .await;
-    assert_eq!(status, 202, "{body}");
+    send(&server, "chat", "And again?").await;
     let h = wait_history(&server, "chat", 4).await;
     assert_eq!(h[3], ("assistant".to_owned(), "Second answer.".to_owned()));
 
@@ -768,23 +777,8 @@ async fn a_session_streams_each_delta_as_it_arrives_and_sends_its_history() {
 async fn after_a_reset_the_next_turns_send_only_what_followed_it() {
     let fake = FakeOpenAi::start(vec![reply_of(&["A"]), reply_of(&["B"]), reply_of(&["C"])]).await;
     let server = start(Some(KEY), true).await;
-    let config = json!({ "base_url": fake.base_url, "model": "gpt-session" });
-    let (status, body) = server
-        .post(
-            "/v1/sessions",
-            &json!({ "key": "r", "adapter": PLUGIN, "config": config }),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let send = |text: &'static str| {
-        let server = &server;
-        async move {
-            let (status, body) = server
-                .post("/v1/sessions/r/messages", &json!({ "text": text }))
-                .await;
-            assert_eq!(status, 202, "{body}");
-        }
-    };
+    create_session(&server, &fake, "r").await;
+    let send = |text| send(&server, "r", text);
     send("One").await;
     wait_history(&server, "r", 2).await;
     let (status, body) = server.post("/v1/sessions/r/reset", &json!({})).await;
@@ -796,13 +790,8 @@ async fn after_a_reset_the_next_turns_send_only_what_followed_it() {
     send("Three").await;
     wait_history(&server, "r", 4).await;
 
-    let sent: Vec<Value> = fake
-        .seen()
-        .iter()
-        .map(|s| s.body["messages"].clone())
-        .collect();
     assert_eq!(
-        sent,
+        fake.sent_messages(),
         [
             json!([{ "role": "user", "content": "One" }]),
             json!([{ "role": "user", "content": "Two" }]),
@@ -843,21 +832,11 @@ async fn the_manifest_caps_the_history_a_turn_takes() {
         }
     };
     take_history(2).await;
-    let config = json!({ "base_url": fake.base_url, "model": "gpt-session" });
-    let (status, body) = server
-        .post(
-            "/v1/sessions",
-            &json!({ "key": "h", "adapter": PLUGIN, "config": config }),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let send = |text: &'static str, n: usize| {
+    create_session(&server, &fake, "h").await;
+    let send = |text, n| {
         let server = &server;
         async move {
-            let (status, body) = server
-                .post("/v1/sessions/h/messages", &json!({ "text": text }))
-                .await;
-            assert_eq!(status, 202, "{body}");
+            send(server, "h", text).await;
             wait_history(server, "h", n).await;
         }
     };
@@ -867,15 +846,10 @@ async fn the_manifest_caps_the_history_a_turn_takes() {
     take_history(0).await;
     send("Four", 8).await;
 
-    let sent: Vec<Value> = fake
-        .seen()
-        .iter()
-        .map(|s| s.body["messages"].clone())
-        .collect();
     let user = |text: &str| json!({ "role": "user", "content": text });
     let assistant = |text: &str| json!({ "role": "assistant", "content": text });
     assert_eq!(
-        sent,
+        fake.sent_messages(),
         [
             json!([user("One")]),
             json!([user("One"), assistant("A"), user("Two")]),
@@ -908,10 +882,7 @@ async fn an_abort_stops_the_turn_while_the_server_is_silent() {
     assert_eq!(status, 201, "{body}");
     let mut sse =
         SseStream::connect(&format!("{}/v1/sessions/stop/events", server.url), None).await;
-    let (status, body) = server
-        .post("/v1/sessions/stop/messages", &json!({ "text": "Go on." }))
-        .await;
-    assert_eq!(status, 202, "{body}");
+    send(&server, "stop", "Go on.").await;
     loop {
         let msg = sse.next(Duration::from_secs(30)).await.expect("a delta");
         if msg.event.as_deref() == Some("switchyard.session.turn.text_delta") {
