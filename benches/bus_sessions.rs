@@ -68,13 +68,22 @@ const PAYLOAD: usize = 256;
 const BATCH: usize = 100;
 const RATE: u64 = 10_000;
 const LATENCY_SECONDS: u64 = 5;
-const TURN_CLIENTS: usize = 16;
 /// Turns per run; `BENCH_TURNS` sets more (a profile needs a longer run).
 fn turn_count() -> usize {
-    std::env::var("BENCH_TURNS")
+    env_count("BENCH_TURNS", 4_000)
+}
+
+/// Concurrent clients of the turns comparison (each with its own session);
+/// `BENCH_TURN_CLIENTS` sets another count, to see how turns scale with them.
+fn turn_clients() -> usize {
+    env_count("BENCH_TURN_CLIENTS", 16)
+}
+
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(4_000)
+        .unwrap_or(default)
 }
 
 /// Start nats-server with JetStream file storage in `dir`.
@@ -533,8 +542,10 @@ where
 /// name the binary itself, not a script that starts it); the client's includes this
 /// bench's allocation counting (one atomic add per allocation and free).
 async fn turns(http: &reqwest::Client, sy_url: &str, server_pid: u32) {
+    let clients = turn_clients();
     println!(
-        "\n### Session turns over HTTP vs an axum hello-world ({TURN_CLIENTS} concurrent clients)\n"
+        "\n### Session turns over HTTP vs an axum hello-world ({} concurrent clients)\n",
+        clients
     );
     println!("| measurement | per second |");
     println!("|---|---|");
@@ -552,7 +563,7 @@ async fn turns(http: &reqwest::Client, sy_url: &str, server_pid: u32) {
     let hello_requests = turn_count() * 4;
     let hello_rate = {
         let http = http.clone();
-        throughput(TURN_CLIENTS, hello_requests, move |_| {
+        throughput(clients, hello_requests, move |_| {
             let http = http.clone();
             async move {
                 let r = http
@@ -572,10 +583,10 @@ async fn turns(http: &reqwest::Client, sy_url: &str, server_pid: u32) {
     let turns = Arc::new(AtomicU64::new(0));
     let turn_rate = {
         let (http, url, turns) = (http.clone(), sy_url.to_owned(), turns.clone());
-        throughput(TURN_CLIENTS, turn_count(), move |i| {
+        throughput(clients, turn_count(), move |i| {
             let (http, url, turns) = (http.clone(), url.clone(), turns.clone());
             async move {
-                let key = format!("bench-{}", i % TURN_CLIENTS);
+                let key = format!("bench-{}", i % clients);
                 let body = json!({ "messages": [{ "id": "m", "role": "user", "parts": [{ "type": "text", "text": "hello world" }] }] });
                 let r = http.post(format!("{url}/v1/sessions/{key}/chat")).json(&body).send().await.unwrap();
                 let text = r.text().await.unwrap();

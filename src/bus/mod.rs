@@ -85,7 +85,7 @@ pub enum BusError {
 pub type Refused = (usize, BusError);
 
 /// Check an event before it is stored.
-fn validate(event: &NewEvent) -> Result<(), BusError> {
+pub fn validate(event: &NewEvent) -> Result<(), BusError> {
     topic::validate_topic(&event.topic)?;
     if event.event_type.is_empty() {
         return Err(BusError::EmptyType);
@@ -130,20 +130,6 @@ impl Bus {
             validate(event).map_err(|e| (i, e))?;
         }
         Ok(self.append(events))
-    }
-
-    /// Queue the valid ones of `events` now, in order, as one write; each invalid
-    /// event is left out alone and handed to `refused`. No future when none is valid.
-    pub fn submit_valid(
-        &self,
-        events: Vec<NewEvent>,
-        refused: &mut dyn FnMut(BusError),
-    ) -> Option<impl Future<Output = Result<Vec<Arc<Event>>, BusError>> + Send + use<>> {
-        let valid: Vec<NewEvent> = events
-            .into_iter()
-            .filter(|event| validate(event).map_err(&mut *refused).is_ok())
-            .collect();
-        (!valid.is_empty()).then(|| self.append(valid))
     }
 
     /// Store validated events as one write.

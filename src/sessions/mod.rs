@@ -18,6 +18,7 @@ mod history;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -220,19 +221,45 @@ struct Active {
     /// A message the store took at enqueue (the session was idle), for the worker to
     /// run next. At most one: the store takes none while one is processing.
     handed: std::sync::Mutex<Option<MessageRecord>>,
+    /// The store may hold queued messages: set after a message is queued behind
+    /// another, so an idle worker looks at its queue only then (a look is a write).
+    queued: AtomicBool,
+    /// Enqueues under way that may hand this worker a message; it stays in memory
+    /// until they are done (see [`Pinned`]).
+    pinned: AtomicUsize,
     turn: std::sync::Mutex<Option<RunningTurn>>,
     history: HistoryWindow,
 }
 
 impl Active {
-    fn new(record: SessionRecord, taken: Option<MessageRecord>, history_limit: usize) -> Self {
+    fn new(record: SessionRecord, history_limit: usize) -> Self {
         Self {
             record,
             wake: Notify::new(),
-            handed: std::sync::Mutex::new(taken),
+            handed: std::sync::Mutex::new(None),
+            queued: AtomicBool::new(false),
+            pinned: AtomicUsize::new(0),
             turn: std::sync::Mutex::new(None),
             history: HistoryWindow::new(history_limit),
         }
+    }
+
+    /// Give the worker a message taken for it; called as the store takes it, which
+    /// may be before the message is committed (see `SessionStore::enqueue_message`).
+    fn hand(&self, message: &MessageRecord) {
+        *locked(&self.handed) = Some(message.clone());
+        self.wake.notify_one();
+    }
+}
+
+/// A session's worker held in memory while an enqueue may hand it a message; on drop
+/// the worker looks again at what it has.
+struct Pinned(Arc<Active>);
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        self.0.pinned.fetch_sub(1, Ordering::SeqCst);
+        self.0.wake.notify_one();
     }
 }
 
@@ -286,7 +313,8 @@ impl Sessions {
         }
         for key in self.inner.store.sessions_with_queued_messages().await? {
             if let Some(record) = self.inner.store.session_by_key(&key).await? {
-                self.wake(record, None).await;
+                let worker = self.pin_worker(record).await;
+                worker.0.queued.store(true, Ordering::SeqCst);
             }
         }
         Ok(())
@@ -456,8 +484,8 @@ impl Sessions {
         text: String,
     ) -> Result<Offered, SessionError> {
         // On a task of its own: a caller that goes away (a client hanging up) must not
-        // stop it between the write and the wake, or a message taken at enqueue would
-        // be `processing` with no worker to run it.
+        // stop it between the write and telling the worker that a message is queued,
+        // or the message would wait for the worker's idle check.
         let sessions = self.clone();
         let queued = tokio::spawn(async move {
             let offered = sessions.queue_and_wake(record.clone(), text).await?;
@@ -487,6 +515,9 @@ impl Sessions {
         let max = self.inner.config.max_queue;
         let (id, key) = (record.id.clone(), record.key.clone());
         let (sid, skey) = (id.clone(), key.clone());
+        // The worker is there before the store takes the message, to be handed it then.
+        let worker = self.pin_worker(record.clone()).await;
+        let active = worker.0.clone();
         let enqueued = self
             .inner
             .store
@@ -502,6 +533,7 @@ impl Sessions {
                     )
                 }),
                 Box::new(move |m: &MessageRecord| turn_started(&sid, &skey, m)),
+                Box::new(move |m: &MessageRecord| active.hand(m)),
             )
             .await?;
         let Enqueued {
@@ -518,7 +550,9 @@ impl Sessions {
             }
             EnqueueOutcome::NoSession(text) => return Ok(Offered::Gone(text)),
         };
-        self.wake(record, taken.then(|| message.clone())).await;
+        if !taken {
+            worker.0.queued.store(true, Ordering::SeqCst);
+        }
         Ok(Offered::Queued(message, position))
     }
 
@@ -710,21 +744,24 @@ impl Sessions {
             .is_ok()
     }
 
-    /// Make sure the session has a worker and that it looks at its queue, handing it
-    /// `taken`, a message the store took for it at enqueue.
-    async fn wake(&self, record: SessionRecord, taken: Option<MessageRecord>) {
+    /// The session's worker, started if it has none, held in memory until dropped.
+    async fn pin_worker(&self, record: SessionRecord) -> Pinned {
         let mut active = self.inner.active.lock().await;
-        if let Some(a) = active.get(&record.id) {
-            if taken.is_some() {
-                *locked(&a.handed) = taken;
+        let a = match active.get(&record.id) {
+            Some(a) => a.clone(),
+            None => {
+                let a = Arc::new(Active::new(record, self.inner.config.history_limit));
+                active.insert(a.clone());
+                let (inner, worker) = (self.inner.clone(), a.clone());
+                self.inner
+                    .workers
+                    .spawn(async move { inner.work(worker).await });
+                a
             }
-            a.wake.notify_one();
-            return;
-        }
-        let a = Arc::new(Active::new(record, taken, self.inner.config.history_limit));
-        active.insert(a.clone());
-        let inner = self.inner.clone();
-        self.inner.workers.spawn(async move { inner.work(a).await });
+        };
+        // Under the lock, where the worker decides to leave memory.
+        a.pinned.fetch_add(1, Ordering::SeqCst);
+        Pinned(a)
     }
 }
 
@@ -737,11 +774,17 @@ impl Inner {
             let handed = locked(&active.handed).take();
             let next = match handed {
                 Some(message) => Ok(Some(message)),
-                None => {
+                None if active.queued.swap(false, Ordering::SeqCst) => {
                     let (sid, key) = (id.clone(), active.record.key.clone());
                     let started = move |m: &MessageRecord| turn_started(&sid, &key, m);
-                    self.store.take_next_message(&id, Box::new(started)).await
+                    let next = self.store.take_next_message(&id, Box::new(started)).await;
+                    // Taken one, or failed to look: there may be more.
+                    if !matches!(next, Ok(None)) {
+                        active.queued.store(true, Ordering::SeqCst);
+                    }
+                    next
                 }
+                None => Ok(None),
             };
             match next {
                 Ok(Some(message)) => match self.history(&active, &message).await {
@@ -755,10 +798,13 @@ impl Inner {
                     if woken.is_ok() {
                         continue;
                     }
-                    // Idle. Leave memory unless a message arrived meanwhile: enqueue
-                    // wakes (and hands over) under the same lock, after writing the
-                    // message.
+                    // Idle. Leave memory unless a message arrived meanwhile or an
+                    // enqueue may bring one: an enqueue pins the worker under the same
+                    // lock before writing its message.
                     let mut map = self.active.lock().await;
+                    if active.pinned.load(Ordering::SeqCst) > 0 {
+                        continue;
+                    }
                     let queued = self
                         .store
                         .queue_counts(&id)
@@ -771,6 +817,7 @@ impl Inner {
                         tracing::debug!(session = %active.record.key, "session idle; left memory");
                         return;
                     }
+                    active.queued.store(true, Ordering::SeqCst);
                 }
                 Err(e) => {
                     tracing::error!(session = %active.record.key, error = %e, "cannot read the session queue; retrying");
@@ -857,10 +904,18 @@ impl Inner {
                     kind.event(&record.id, Some(&record.key), data)
                 });
                 // An event refused (too large) is dropped alone, not with its batch.
-                let committed = self.bus.submit_valid(batch.collect(), &mut |e| {
-                    tracing::warn!(session = %record.key, error = %e, "turn event refused");
-                });
-                in_flight.extend(committed);
+                let valid: Vec<_> = batch
+                    .filter(|event| match crate::bus::validate(event) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(session = %record.key, error = %e, "turn event refused");
+                            false
+                        }
+                    })
+                    .collect();
+                if !valid.is_empty() {
+                    in_flight.push_back(self.store.append_turn_events(&message.id, valid));
+                }
                 if in_flight.len() >= STREAM_WINDOW
                     && let Some(oldest) = in_flight.pop_front()
                     && let Err(e) = oldest.await
@@ -957,7 +1012,7 @@ impl Inner {
     }
 
     /// Store how a turn ended (and its reply) and announce it; false if the store
-    /// failed.
+    /// failed or the message is gone.
     async fn record_end(
         &self,
         record: &SessionRecord,
@@ -995,16 +1050,18 @@ impl Inner {
             )
             .await;
         match finished {
-            Ok(reply) => {
+            Ok(finished) => {
+                // (A message gone meanwhile is answered too: its waiters learn the end.)
+                let recorded = finished.is_some();
                 let _ = self.ended.send(Arc::new(TurnEnded {
                     message_id: message_id.to_owned(),
                     result: TurnResult {
                         status: status.to_owned(),
                         error: ended_error,
-                        reply: reply.map(|r| r.text),
+                        reply: finished.and_then(|f| f.reply).map(|r| r.text),
                     },
                 }));
-                true
+                recorded
             }
             Err(e) => {
                 tracing::error!(session = %record.key, error = %e, "cannot record the end of a turn");
@@ -1065,7 +1122,7 @@ mod tests {
                     updated_at: String::new(),
                     system: None,
                 };
-                Arc::new(Active::new(record, None, 10))
+                Arc::new(Active::new(record, 10))
             })
             .collect();
         for a in &burst {

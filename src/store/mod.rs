@@ -154,6 +154,16 @@ pub type AnnounceQueued = Box<dyn FnOnce(&MessageRecord, u64) -> NewEvent + Send
 pub type AnnounceTaken = Box<dyn FnOnce(&MessageRecord) -> NewEvent + Send>;
 pub type AnnounceFinished = Box<dyn FnOnce(Option<&MessageRecord>) -> NewEvent + Send>;
 pub type AnnounceInterrupted = Box<dyn Fn(&str, &MessageRecord) -> NewEvent + Send>;
+/// Hands a message taken at enqueue to its session's worker (see
+/// [`SessionStore::enqueue_message`]).
+pub type StartTurn = Box<dyn FnOnce(&MessageRecord) + Send>;
+
+/// A turn's end, recorded.
+#[derive(Debug, Clone)]
+pub struct FinishedTurn {
+    /// The reply, stored as the assistant's message.
+    pub reply: Option<MessageRecord>,
+}
 
 /// Plugin key-value data, with the limits the WIT `kv` interface promises.
 #[async_trait::async_trait]
@@ -234,7 +244,13 @@ pub trait SessionStore: Send + Sync {
     /// Queue a user message if fewer than `max_queued` are queued; returns it and its
     /// 1-based place. When the session has nothing queued or processing, the message is
     /// taken at once (`processing`, with `announce_taken`'s event in the same
-    /// transaction), as [`SessionStore::take_next_message`] would.
+    /// transaction), as [`SessionStore::take_next_message`] would, and handed to
+    /// `start`.
+    ///
+    /// `start` may run before the transaction commits, so that the turn runs while its
+    /// message is written: every write of the turn checks that its message is there
+    /// ([`SessionStore::append_turn_events`], [`SessionStore::finish_turn`]), so
+    /// nothing of a turn whose message failed to commit is kept.
     async fn enqueue_message(
         &self,
         session_id: &str,
@@ -242,6 +258,7 @@ pub trait SessionStore: Send + Sync {
         max_queued: usize,
         announce: AnnounceQueued,
         announce_taken: AnnounceTaken,
+        start: StartTurn,
     ) -> Result<EnqueueOutcome, StoreError>;
     /// Take the oldest queued message (now `processing`).
     async fn take_next_message(
@@ -258,7 +275,16 @@ pub trait SessionStore: Send + Sync {
         seq: u64,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError>;
-    /// Record how a turn ended and its reply; nothing if the message is gone.
+    /// Store what the turn of message `message_id` streams, as one write queued now
+    /// (in call order); nothing if the message is not `processing` (gone with a reset
+    /// or a delete, or never committed).
+    fn append_turn_events(
+        &self,
+        message_id: &str,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'static, Result<Vec<Arc<Event>>, StoreError>>;
+    /// Record how a turn ended and its reply; `None` (and nothing stored) if the
+    /// message is gone.
     async fn finish_turn(
         &self,
         session_id: &str,
@@ -267,7 +293,7 @@ pub trait SessionStore: Send + Sync {
         reply: Option<String>,
         error: Option<String>,
         announce: AnnounceFinished,
-    ) -> Result<Option<MessageRecord>, StoreError>;
+    ) -> Result<Option<FinishedTurn>, StoreError>;
     /// Mark turns that were `processing` when the process stopped as `interrupted`.
     async fn interrupt_unfinished_turns(
         &self,

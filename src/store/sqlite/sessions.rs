@@ -6,17 +6,20 @@
 //! when their turn ends. History is every `done` user message and assistant message, in
 //! order.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
+
+use futures::future::BoxFuture;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::events::record_event;
+use super::events::{insert_event, record_event};
 use super::writer::Undo;
 use super::{CachedStatements, SqliteStore};
+use crate::bus::{Event, NewEvent};
 use crate::store::{
     AnnounceFinished, AnnounceInterrupted, AnnounceQueued, AnnounceSession, AnnounceTaken,
-    EnqueueOutcome, Enqueued, MessageRecord, QueueCounts, SessionRecord, SessionStore, StoreError,
-    TurnResult,
+    EnqueueOutcome, Enqueued, FinishedTurn, MessageRecord, QueueCounts, SessionRecord,
+    SessionStore, StartTurn, StoreError, TurnResult,
 };
 
 fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
@@ -160,6 +163,7 @@ impl SessionStore for SqliteStore {
         max_queued: usize,
         announce: AnnounceQueued,
         announce_taken: AnnounceTaken,
+        start: StartTurn,
     ) -> Result<EnqueueOutcome, StoreError> {
         let session_id = session_id.to_owned();
         self.write_events_undone(Undo::Group, move |c, events| {
@@ -205,6 +209,9 @@ impl SessionStore for SqliteStore {
             if taken {
                 message.status = status.into();
                 record_event(c, announce_taken(&message), events)?;
+                // Last, once nothing of this write can fail: the turn runs while the
+                // group commits.
+                start(&message);
             }
             Ok(EnqueueOutcome::Queued(Enqueued {
                 message,
@@ -271,7 +278,7 @@ impl SessionStore for SqliteStore {
         reply: Option<String>,
         error: Option<String>,
         announce: AnnounceFinished,
-    ) -> Result<Option<MessageRecord>, StoreError> {
+    ) -> Result<Option<FinishedTurn>, StoreError> {
         let (session_id, message_id) = (session_id.to_owned(), message_id.to_owned());
         self.write_events_undone(Undo::Group, move |c, events| {
             let now = crate::time::now_rfc3339();
@@ -308,9 +315,36 @@ impl SessionStore for SqliteStore {
                 }
             };
             record_event(c, announce(reply.as_ref()), events)?;
-            Ok(reply)
+            Ok(Some(FinishedTurn { reply }))
         })
         .await
+    }
+
+    fn append_turn_events(
+        &self,
+        message_id: &str,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'static, Result<Vec<Arc<Event>>, StoreError>> {
+        let message_id = message_id.to_owned();
+        Box::pin(self.write_events(move |c, out| {
+            let running = c
+                .one(
+                    "SELECT 1 FROM session_messages WHERE id = ?1 AND status = 'processing'",
+                    [&message_id],
+                    |_| Ok(()),
+                )
+                .optional()?;
+            if running.is_none() {
+                return Ok(Vec::new());
+            }
+            let mut stored = Vec::with_capacity(events.len());
+            for event in events {
+                let e = Arc::new(insert_event(c, event)?);
+                out.push(e.clone());
+                stored.push(e);
+            }
+            Ok(stored)
+        }))
     }
 
     /// Messages that were `processing` when the process stopped: mark them
@@ -454,8 +488,11 @@ mod tests {
     use rusqlite::Connection;
 
     use super::super::query_plan;
+    use std::sync::Arc;
+
     use super::{ALL_COUNTS, NEXT_QUEUED, SESSION_COUNTS};
-    use crate::store::Store;
+    use crate::bus::NewEvent;
+    use crate::store::{EnqueueOutcome, Enqueued, SessionRecord, Store};
 
     /// Every lookup by status reads a partial index of the few queued or processing
     /// messages, never the whole history (nor sorts it).
@@ -480,5 +517,97 @@ mod tests {
             [],
         );
         assert!(recover.contains("session_messages_processing"), "{recover}");
+    }
+
+    /// A turn's streamed events are stored only while its message is `processing`:
+    /// the message taken at enqueue is handed over before its write commits, and
+    /// nothing of a turn whose message is not there (never committed, finished, or
+    /// gone) is kept.
+    #[tokio::test]
+    async fn turn_events_are_stored_only_while_their_message_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let event = |what: &str| NewEvent {
+            topic: format!("session.s1.{what}"),
+            event_type: format!("test.{what}"),
+            source: "test".into(),
+            subject: None,
+            correlation_id: None,
+            data: serde_json::json!({}).into(),
+        };
+        let record = SessionRecord {
+            id: "s1".into(),
+            key: "k1".into(),
+            adapter: "echo-agent".into(),
+            config: serde_json::json!({}),
+            created_at: String::new(),
+            updated_at: String::new(),
+            system: None,
+        };
+        store
+            .create_session(record, Box::new(move |_| event("created")))
+            .await
+            .unwrap()
+            .unwrap();
+        let handed = Arc::new(std::sync::Mutex::new(None));
+        let started = handed.clone();
+        let outcome = store
+            .enqueue_message(
+                "s1",
+                "hello".into(),
+                8,
+                Box::new(move |_, _| event("queued")),
+                Box::new(move |_| event("started")),
+                Box::new(move |m| *started.lock().unwrap() = Some(m.clone())),
+            )
+            .await
+            .unwrap();
+        let EnqueueOutcome::Queued(Enqueued { message, taken, .. }) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(taken);
+        assert_eq!(handed.lock().unwrap().as_ref(), Some(&message));
+
+        let stored = store
+            .append_turn_events(&message.id, vec![event("delta")])
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 1);
+        let nowhere = store
+            .append_turn_events("no-such-message", vec![event("delta")])
+            .await
+            .unwrap();
+        assert!(nowhere.is_empty());
+
+        let finished = store
+            .finish_turn(
+                "s1",
+                &message.id,
+                "done",
+                Some("hi".into()),
+                None,
+                Box::new(move |_| event("finished")),
+            )
+            .await
+            .unwrap()
+            .expect("the message is there");
+        assert_eq!(finished.reply.unwrap().text, "hi");
+        let late = store
+            .append_turn_events(&message.id, vec![event("delta")])
+            .await
+            .unwrap();
+        assert!(late.is_empty(), "the turn is over");
+        let gone = store
+            .finish_turn(
+                "s1",
+                "no-such-message",
+                "done",
+                None,
+                None,
+                Box::new(move |_| event("finished")),
+            )
+            .await
+            .unwrap();
+        assert!(gone.is_none());
     }
 }
