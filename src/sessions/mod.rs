@@ -8,7 +8,9 @@
 //! brings a worker back.
 //!
 //! Invariants:
-//! - The queue is the store: a message is accepted only once written, and a restart
+//! - The queue is the store: a message is accepted only once written (its turn may
+//!   start while it is written: every write of the turn checks that the message is
+//!   there, and a turn whose message failed to commit is stopped), and a restart
 //!   resumes every queue; a turn cut off by a crash is marked `interrupted` (with an
 //!   event) and its queue moves on.
 //! - One turn at a time per session; different sessions run in parallel.
@@ -237,7 +239,8 @@ impl Active {
             record,
             wake: Notify::new(),
             handed: std::sync::Mutex::new(None),
-            queued: AtomicBool::new(false),
+            // A new worker looks once: its session may have messages queued.
+            queued: AtomicBool::new(true),
             pinned: AtomicUsize::new(0),
             turn: std::sync::Mutex::new(None),
             history: HistoryWindow::new(history_limit),
@@ -249,6 +252,22 @@ impl Active {
     fn hand(&self, message: &MessageRecord) {
         *locked(&self.handed) = Some(message.clone());
         self.wake.notify_one();
+    }
+
+    /// Drop the message `id` if handed over and not started, else abort its turn.
+    fn cancel(&self, id: &str) {
+        let mut handed = locked(&self.handed);
+        if handed.as_ref().is_some_and(|m| m.id == id) {
+            handed.take();
+            return;
+        }
+        drop(handed);
+        if let Some(t) = locked(&self.turn)
+            .as_ref()
+            .filter(|t| t.message_id == id && !t.over)
+        {
+            t.abort();
+        }
     }
 }
 
@@ -270,6 +289,14 @@ struct RunningTurn {
     /// The adapter's call is over and the turn is recording its end: there is nothing
     /// left to abort or steer, though a delete still waits for it.
     over: bool,
+}
+
+impl RunningTurn {
+    /// Cooperative first (the adapter sees `aborted()`), then cut off after the grace.
+    fn abort(&self) {
+        self.control.abort();
+        self.hard_abort.notify_one();
+    }
 }
 
 impl Sessions {
@@ -517,7 +544,8 @@ impl Sessions {
         let (sid, skey) = (id.clone(), key.clone());
         // The worker is there before the store takes the message, to be handed it then.
         let worker = self.pin_worker(record.clone()).await;
-        let active = worker.0.clone();
+        let (active, handed) = (worker.0.clone(), Arc::new(std::sync::Mutex::new(None)));
+        let handed_id = handed.clone();
         let enqueued = self
             .inner
             .store
@@ -533,9 +561,22 @@ impl Sessions {
                     )
                 }),
                 Box::new(move |m: &MessageRecord| turn_started(&sid, &skey, m)),
-                Box::new(move |m: &MessageRecord| active.hand(m)),
+                Box::new(move |m: &MessageRecord| {
+                    *locked(&handed_id) = Some(m.id.clone());
+                    active.hand(m);
+                }),
             )
-            .await?;
+            .await;
+        let enqueued = match enqueued {
+            Ok(enqueued) => enqueued,
+            Err(e) => {
+                // Handed over, then not committed: that turn must not run (or go on).
+                if let Some(id) = locked(&handed).take() {
+                    worker.0.cancel(&id);
+                }
+                return Err(e.into());
+            }
+        };
         let Enqueued {
             message,
             position,
@@ -569,8 +610,7 @@ impl Sessions {
         let turn = locked(&active.turn);
         match turn.as_ref().filter(|t| !t.over) {
             Some(t) => {
-                t.control.abort();
-                t.hard_abort.notify_one();
+                t.abort();
                 true
             }
             None => false,
@@ -622,7 +662,7 @@ impl Sessions {
         // Drop the queue first so the worker starts nothing new, then stop the running
         // turn, then forget everything up to where the reset began.
         let (dropped, through) = self.inner.store.drop_queue(&record.id).await?;
-        self.stop_turn(&record.id).await;
+        self.stop_turn(&record.id, Some(through)).await;
         self.inner.store.clear_history(&record.id, through).await?;
         if let Some(active) = self.inner.active.lock().await.get(&record.id) {
             active.history.drop_window();
@@ -662,7 +702,7 @@ impl Sessions {
 
     /// Stop the session's turn and delete it from the store; false if it was gone.
     async fn delete_record(&self, record: &SessionRecord) -> Result<bool, SessionError> {
-        self.stop_turn(&record.id).await;
+        self.stop_turn(&record.id, None).await;
         let deleted = self.inner.store.delete_session(&record.id).await?;
         // After the delete: until then the store has the session too, and an enqueue
         // that raced the delete may have woken a worker under its key.
@@ -670,11 +710,18 @@ impl Sessions {
         Ok(deleted)
     }
 
-    /// Abort the running turn and wait until it has ended.
-    async fn stop_turn(&self, session_id: &str) {
-        // A message handed over at enqueue and not started yet goes with the queue.
+    /// Abort the running turn and wait until it has ended. A message handed over at
+    /// enqueue and not started yet goes too, unless it came after `through` (a
+    /// reset's last message): one taken after the reset began stays to be run.
+    async fn stop_turn(&self, session_id: &str, through: Option<u64>) {
         if let Some(a) = self.inner.active.lock().await.get(session_id) {
-            locked(&a.handed).take();
+            let mut handed = locked(&a.handed);
+            if handed
+                .as_ref()
+                .is_some_and(|m| through.is_none_or(|last| m.seq <= last))
+            {
+                handed.take();
+            }
         }
         // Waits for a turn that is over but still recording its end, too.
         self.abort_running(session_id).await;
@@ -805,19 +852,17 @@ impl Inner {
                     if active.pinned.load(Ordering::SeqCst) > 0 {
                         continue;
                     }
-                    let queued = self
-                        .store
-                        .queue_counts(&id)
-                        .await
-                        .map(|c| c.queued)
-                        .unwrap_or(0);
+                    // A count that cannot be read keeps the worker.
+                    let queued = self.store.queue_counts(&id).await.map_or(1, |c| c.queued);
                     let handed = locked(&active.handed).is_some();
                     if queued == 0 && !handed {
                         map.remove(&active);
                         tracing::debug!(session = %active.record.key, "session idle; left memory");
                         return;
                     }
-                    active.queued.store(true, Ordering::SeqCst);
+                    if queued > 0 {
+                        active.queued.store(true, Ordering::SeqCst);
+                    }
                 }
                 Err(e) => {
                     tracing::error!(session = %active.record.key, error = %e, "cannot read the session queue; retrying");
