@@ -43,6 +43,22 @@ pub(crate) fn insert_event(c: &Connection, event: NewEvent) -> Result<Event, Sto
     })
 }
 
+/// [`insert_event`] for each of `events`, each also pushed to the write's
+/// committed-events list `out`.
+pub(crate) fn insert_events(
+    c: &Connection,
+    events: Vec<NewEvent>,
+    out: &mut Vec<Arc<Event>>,
+) -> Result<Vec<Arc<Event>>, StoreError> {
+    let mut stored = Vec::with_capacity(events.len());
+    for event in events {
+        let e = Arc::new(insert_event(c, event)?);
+        out.push(e.clone());
+        stored.push(e);
+    }
+    Ok(stored)
+}
+
 /// [`insert_event`], the event pushed to the write's committed-events list `out`.
 pub(crate) fn record_event(
     c: &Connection,
@@ -69,15 +85,7 @@ impl EventLog for SqliteStore {
         &self,
         events: Vec<NewEvent>,
     ) -> BoxFuture<'static, Result<Vec<Arc<Event>>, StoreError>> {
-        Box::pin(self.write_events(move |c, out| {
-            let mut stored = Vec::with_capacity(events.len());
-            for event in events {
-                let e = Arc::new(insert_event(c, event)?);
-                out.push(e.clone());
-                stored.push(e);
-            }
-            Ok(stored)
-        }))
+        Box::pin(self.write_events(move |c, out| insert_events(c, events, out)))
     }
 
     fn fanout(&self) -> &Arc<Fanout> {

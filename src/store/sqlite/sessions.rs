@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::events::{insert_event, record_event};
+use super::events::{insert_events, record_event};
 use super::writer::Undo;
 use super::{CachedStatements, SqliteStore};
 use crate::bus::{Event, NewEvent};
@@ -337,13 +337,7 @@ impl SessionStore for SqliteStore {
             if running.is_none() {
                 return Ok(Vec::new());
             }
-            let mut stored = Vec::with_capacity(events.len());
-            for event in events {
-                let e = Arc::new(insert_event(c, event)?);
-                out.push(e.clone());
-                stored.push(e);
-            }
-            Ok(stored)
+            insert_events(c, events, out)
         }))
     }
 
