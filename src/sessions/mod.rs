@@ -223,8 +223,9 @@ struct Active {
     /// A message the store took at enqueue (the session was idle), for the worker to
     /// run next. At most one: the store takes none while one is processing.
     handed: std::sync::Mutex<Option<MessageRecord>>,
-    /// The store may hold queued messages: set after a message is queued behind
-    /// another, so an idle worker looks at its queue only then (a look is a write).
+    /// The store may hold queued messages: set when the worker starts, after a message
+    /// is queued behind another, at recovery, and when the idle check finds some, so
+    /// the worker looks at its queue only then (a look is a write).
     queued: AtomicBool,
     /// Enqueues under way that may hand this worker a message; it stays in memory
     /// until they are done (see [`Pinned`]).

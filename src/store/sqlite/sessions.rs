@@ -479,11 +479,11 @@ fn counts_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueCounts> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use rusqlite::Connection;
 
     use super::super::query_plan;
-    use std::sync::Arc;
-
     use super::{ALL_COUNTS, NEXT_QUEUED, SESSION_COUNTS};
     use crate::bus::NewEvent;
     use crate::store::{EnqueueOutcome, Enqueued, SessionRecord, Store};
