@@ -27,7 +27,9 @@ use futures::StreamExt;
 use serde_json::json;
 
 mod common;
-use common::{Proc, cpu_time, free_port, percentile, repo, selected, start_switchyard};
+use common::{
+    Proc, cpu_time, free_port, percentile, repo, selected, start_switchyard, thread_cpu_time,
+};
 
 /// Counts live heap bytes, for the per-session memory figure.
 struct CountingAlloc;
@@ -580,6 +582,7 @@ async fn turns(http: &reqwest::Client, sy_url: &str, server_pid: u32) {
     let hello_cpu = per_job(cpu_time(me) - hello_cpu, hello_requests);
     println!("| axum hello-world requests | {hello_rate:.0} |");
     let (server_cpu, client_cpu) = (cpu_time(server_pid), cpu_time(me));
+    let writer_cpu = thread_cpu_time(server_pid, WRITER_THREAD);
     let turns = Arc::new(AtomicU64::new(0));
     let turn_rate = {
         let (http, url, turns) = (http.clone(), sy_url.to_owned(), turns.clone());
@@ -598,6 +601,10 @@ async fn turns(http: &reqwest::Client, sy_url: &str, server_pid: u32) {
     };
     let server_cpu = per_job(cpu_time(server_pid) - server_cpu, turn_count());
     let client_cpu = per_job(cpu_time(me) - client_cpu, turn_count());
+    let writer_cpu = per_job(
+        thread_cpu_time(server_pid, WRITER_THREAD) - writer_cpu,
+        turn_count(),
+    );
     println!("| **Switchyard session turns** (`/chat`, echo-agent, streamed) | {turn_rate:.0} |");
     println!(
         "\nratio turns / hello-world requests: **{:.2}**\n",
@@ -612,7 +619,18 @@ async fn turns(http: &reqwest::Client, sy_url: &str, server_pid: u32) {
          per turn: server {server_cpu:.1} µs, bench client {client_cpu:.1} µs; \
          {cores} cores at 0.3x hello-world allow {budget:.1} µs per turn for both\n"
     );
+    // The store's writer thread apart from the rest of the server: what a turn would
+    // cost if its writes cost nothing.
+    println!(
+        "of the server's: store writer thread {writer_cpu:.1} µs, every other thread {:.1} µs; \
+         without the writer's, server and client would spend {:.1} µs per turn\n",
+        server_cpu - writer_cpu,
+        server_cpu - writer_cpu + client_cpu
+    );
 }
+
+/// The name of the store's writer thread in the server (`store/sqlite/writer.rs`).
+const WRITER_THREAD: &str = "store-writer";
 
 /// Microseconds of `cpu` per one of `jobs`.
 fn per_job(cpu: Duration, jobs: usize) -> f64 {

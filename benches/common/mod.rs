@@ -81,7 +81,27 @@ pub fn free_port() -> u16 {
 /// kernel counts it in clock ticks (10 ms), so runs of a second or more read it to
 /// about 1%.
 pub fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat"))
+}
+
+/// CPU time that the threads of process `pid` named `name` have used so far (summed;
+/// a thread that has exited no longer counts).
+pub fn thread_cpu_time(pid: u32, name: &str) -> Duration {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task");
+    tasks
+        .filter_map(|task| {
+            let dir = task.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            if comm.trim_end() != name {
+                return None;
+            }
+            Some(stat_cpu(&std::fs::read_to_string(dir.join("stat")).ok()?))
+        })
+        .sum()
+}
+
+/// User and system time of a `/proc/.../stat` line.
+fn stat_cpu(stat: &str) -> Duration {
     // The fields after the command name, which is in parentheses and may hold spaces:
     // state is the first of them, utime and stime the 12th and 13th.
     let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
