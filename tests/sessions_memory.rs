@@ -146,3 +146,47 @@ async fn a_key_naming_a_deleted_session_finds_the_new_one() {
         Err(SessionError::NotFound(_))
     ));
 }
+
+/// A deleted session's worker leaves memory at once, not after the idle timeout:
+/// deleted through the sessions, or underneath them and then noticed by a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_sessions_worker_leaves_memory_at_once() {
+    use switchyard::sessions::{NewSession, SessionError};
+
+    // Idle workers stay a minute: only the delete can make them leave within the test.
+    let (sessions, store, _dirs) = start(SessionsConfig::default()).await;
+    for key in ["a", "b"] {
+        sessions
+            .create(NewSession {
+                key: Some(key.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        sessions.enqueue(key, "hello".into()).await.unwrap();
+    }
+    wait_until(Duration::from_secs(10), async || {
+        sessions.history("a", 10).await.unwrap().len() == 2
+            && sessions.history("b", 10).await.unwrap().len() == 2
+    })
+    .await;
+    assert_eq!(sessions.in_memory().await, 2);
+
+    sessions.delete("a").await.unwrap();
+    wait_until(Duration::from_secs(5), async || {
+        sessions.in_memory().await == 1
+    })
+    .await;
+
+    // Deleted in the store only: the next message finds it gone.
+    let b = sessions.id_of("b").await.unwrap();
+    assert!(store.delete_session(&b).await.unwrap());
+    assert!(matches!(
+        sessions.enqueue("b", "again".into()).await,
+        Err(SessionError::NotFound(_))
+    ));
+    wait_until(Duration::from_secs(5), async || {
+        sessions.in_memory().await == 0
+    })
+    .await;
+}

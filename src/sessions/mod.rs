@@ -157,8 +157,8 @@ struct Inner {
 ///
 /// By key, it spares the hot paths (a message, a chat turn) a read of the store to
 /// find the session: while a session has a worker, its record is here. A deleted
-/// session's key is forgotten once the delete is stored, though its worker may linger
-/// until its turn ends.
+/// session's key is forgotten once the delete is stored, and its worker leaves memory
+/// as soon as its turn has ended and no enqueue pins it.
 #[derive(Default)]
 struct Workers {
     by_id: HashMap<String, Arc<Active>>,
@@ -184,6 +184,16 @@ impl Workers {
         self.by_id.remove(&active.record.id);
         shrink(&mut self.by_id);
         self.forget_key(&active.record.key, |named| named == active.record.id);
+    }
+
+    /// The session of `record` is gone from the store: forget its key, and have its
+    /// worker leave memory without waiting out the idle timeout.
+    fn forget_deleted(&mut self, record: &SessionRecord) {
+        self.forget_key(&record.key, |named| named == record.id);
+        if let Some(active) = self.by_id.get(&record.id) {
+            active.deleted.store(true, Ordering::SeqCst);
+            active.wake.notify_one();
+        }
     }
 
     /// Forget `key` if the session it names here is `stale` (by its id).
@@ -230,6 +240,8 @@ struct Active {
     /// Enqueues under way that may hand this worker a message; it stays in memory
     /// until they are done (see [`Pinned`]).
     pinned: AtomicUsize,
+    /// The session is deleted: the worker leaves memory once nothing pins it.
+    deleted: AtomicBool,
     turn: std::sync::Mutex<Option<RunningTurn>>,
     history: HistoryWindow,
 }
@@ -243,6 +255,7 @@ impl Active {
             // A new worker looks once: its session may have messages queued.
             queued: AtomicBool::new(true),
             pinned: AtomicUsize::new(0),
+            deleted: AtomicBool::new(false),
             turn: std::sync::Mutex::new(None),
             history: HistoryWindow::new(history_limit),
         }
@@ -521,8 +534,7 @@ impl Sessions {
                 // The session was deleted, and its key may still name it here: an
                 // enqueue that raced the delete can wake its worker after the delete
                 // forgot the key.
-                (sessions.inner.active.lock().await)
-                    .forget_key(&record.key, |named| named == record.id);
+                (sessions.inner.active.lock().await).forget_deleted(&record);
             }
             Ok(offered)
         });
@@ -707,7 +719,7 @@ impl Sessions {
         let deleted = self.inner.store.delete_session(&record.id).await?;
         // After the delete: until then the store has the session too, and an enqueue
         // that raced the delete may have woken a worker under its key.
-        (self.inner.active.lock().await).forget_key(&record.key, |named| named == record.id);
+        (self.inner.active.lock().await).forget_deleted(record);
         Ok(deleted)
     }
 
@@ -840,11 +852,16 @@ impl Inner {
                     Err(e) => self.fail_turn(&active, message, e).await,
                 },
                 Ok(None) => {
-                    let woken =
-                        tokio::time::timeout(self.config.idle_timeout, active.wake.notified())
-                            .await;
-                    if woken.is_ok() {
-                        continue;
+                    // A deleted session's worker waits only while an enqueue pins it.
+                    let deleted = active.deleted.load(Ordering::SeqCst);
+                    if !deleted || active.pinned.load(Ordering::SeqCst) > 0 {
+                        let idle = self.config.idle_timeout;
+                        if tokio::time::timeout(idle, active.wake.notified())
+                            .await
+                            .is_ok()
+                        {
+                            continue;
+                        }
                     }
                     // Idle. Leave memory unless a message arrived meanwhile or an
                     // enqueue may bring one: an enqueue pins the worker under the same
@@ -853,8 +870,13 @@ impl Inner {
                     if active.pinned.load(Ordering::SeqCst) > 0 {
                         continue;
                     }
-                    // A count that cannot be read keeps the worker.
-                    let queued = self.store.queue_counts(&id).await.map_or(1, |c| c.queued);
+                    // A deleted session has no queue left; a count that cannot be read
+                    // keeps the worker.
+                    let queued = if deleted {
+                        0
+                    } else {
+                        self.store.queue_counts(&id).await.map_or(1, |c| c.queued)
+                    };
                     let handed = locked(&active.handed).is_some();
                     if queued == 0 && !handed {
                         map.remove(&active);
