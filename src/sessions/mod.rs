@@ -276,12 +276,17 @@ impl Active {
             return;
         }
         drop(handed);
-        if let Some(t) = locked(&self.turn)
+        self.abort_turn(Some(id));
+    }
+
+    /// Abort the running turn (only if it is `message_id`'s, when given); whether one
+    /// was running. A turn whose call is over has nothing left to abort.
+    fn abort_turn(&self, message_id: Option<&str>) -> bool {
+        let turn = locked(&self.turn);
+        let running = turn
             .as_ref()
-            .filter(|t| t.message_id == id && !t.over)
-        {
-            t.abort();
-        }
+            .filter(|t| !t.over && message_id.is_none_or(|id| t.message_id == id));
+        running.inspect(|t| t.abort()).is_some()
     }
 }
 
@@ -619,15 +624,7 @@ impl Sessions {
 
     async fn abort_running(&self, session_id: &str) -> bool {
         let active = self.inner.active.lock().await.get(session_id).cloned();
-        let Some(active) = active else { return false };
-        let turn = locked(&active.turn);
-        match turn.as_ref().filter(|t| !t.over) {
-            Some(t) => {
-                t.abort();
-                true
-            }
-            None => false,
-        }
+        active.is_some_and(|active| active.abort_turn(None))
     }
 
     /// Steer the running turn if its adapter takes steering; otherwise queue the text
