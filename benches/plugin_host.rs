@@ -8,13 +8,14 @@
 //!   session turn makes it, with and without 200 messages of history);
 //! - loading the Python component from the on-disk cache vs compiling it.
 //!
-//! Components must be built first (`plugins/build-all.sh`). Prints a Markdown table.
+//! Builds the components it needs first if they are missing (`plugins/build-all.sh`).
+//! Prints a Markdown table.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use switchyard::bus::Event;
+use switchyard::event::Event;
 use switchyard::plugins::bindings::{agent::AgentAdapterPre, trigger::TriggerPre};
 use switchyard::plugins::host::{
     BusCap, CallLimits, ConfigCap, HttpPolicy, KvCap, LogCap, PluginState, TurnCap, linker,
@@ -139,6 +140,12 @@ fn main() {
 }
 
 async fn run() {
+    common::ensure_built(&[
+        "plugins/throttle-trigger/throttle-trigger.wasm",
+        "plugins/echo-agent/echo-agent.wasm",
+        "plugins/webhook-json/webhook-json.wasm",
+        "tests/fixtures/hostile/hostile.wasm",
+    ]);
     let cache_dir = tempfile::tempdir().unwrap();
     let plugins_dir = tempfile::tempdir().unwrap();
     for (dir, name) in [

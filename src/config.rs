@@ -1,5 +1,9 @@
 //! Server configuration: command-line flags, then `SWITCHYARD_*` environment variables,
 //! then `switchyard.toml`, then built-in defaults — the first that sets a value wins.
+//!
+//! Each part owns the type of its section, with its defaults written once beside the
+//! code that uses them (`sessions::SessionsConfig`, `bus::retention::RetentionConfig`,
+//! `queues::QueuesConfig`, `store::StoreConfig`); this module only composes them.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -7,9 +11,15 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::bus::retention::RetentionConfig;
+use crate::queues::QueuesConfig;
+use crate::sessions::SessionsConfig;
+use crate::store::StoreConfig;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7777";
 
-/// The effective configuration of a server.
+/// The effective configuration of a server. Each part owns its section's type and
+/// defaults; this composes them.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -20,88 +30,14 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// `[plugins.NAME.config]`: values that override a plugin's manifest defaults.
     pub plugin_config: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
-    pub sessions: SessionsSection,
-    pub bus: BusSection,
-    /// `[queues.NAME]`: queues served by a plugin inside the runtime.
-    pub served_queues: BTreeMap<String, ServedQueueSection>,
-    pub store: StoreSection,
-}
-
-/// `[store]` in switchyard.toml.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreSection {
-    /// `normal` (survives a process crash) or `full` (synced: survives power loss).
-    pub durability: crate::store::Durability,
-}
-
-/// `[queues.NAME]` in switchyard.toml: a plugin serves queue NAME.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServedQueueSection {
-    /// An agent adapter (each item is a turn) or a connector (each item is delivered).
-    pub plugin: String,
-    /// Items served at once.
-    #[serde(default = "one")]
-    pub concurrency: usize,
-    /// Lease of each claim, renewed while the plugin works.
-    #[serde(default = "five_minutes")]
-    pub lease_secs: f64,
-}
-
-fn one() -> usize {
-    1
-}
-
-fn five_minutes() -> f64 {
-    300.0
-}
-
-/// `[sessions]` in switchyard.toml.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SessionsSection {
-    /// Adapter for sessions created without one.
-    pub default_adapter: String,
-    /// Queued messages per session before `429`.
-    pub max_queue: usize,
-    /// Messages of history handed to each turn.
-    pub history_limit: usize,
-    /// Seconds without work before a session leaves memory (it stays on disk).
-    pub idle_timeout_secs: f64,
-    /// Seconds an adapter has to stop after an abort before the turn is cut off.
-    pub abort_grace_secs: f64,
-}
-
-impl Default for SessionsSection {
-    fn default() -> Self {
-        Self {
-            default_adapter: "echo-agent".into(),
-            max_queue: 64,
-            history_limit: 200,
-            idle_timeout_secs: 60.0,
-            abort_grace_secs: 2.0,
-        }
-    }
-}
-
-/// `[bus]` in switchyard.toml.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BusSection {
-    /// Keep at most this many events in the log (0 = no limit).
-    pub retention_max_events: u64,
-    /// Drop events older than this many hours (0 = no limit).
-    pub retention_max_age_hours: f64,
-}
-
-impl Default for BusSection {
-    fn default() -> Self {
-        Self {
-            retention_max_events: 1_000_000,
-            retention_max_age_hours: 24.0 * 7.0,
-        }
-    }
+    /// `[sessions]`.
+    pub sessions: SessionsConfig,
+    /// `[bus]`: the log's retention.
+    pub bus: RetentionConfig,
+    /// `[queues]`, with `[queues.NAME]` for the queues a plugin serves.
+    pub queues: QueuesConfig,
+    /// `[store]`.
+    pub store: StoreConfig,
 }
 
 /// Values given on the command line or in the environment (clap merges the two).
@@ -139,13 +75,13 @@ struct FileConfig {
     #[serde(default)]
     plugins: BTreeMap<String, PluginSection>,
     #[serde(default)]
-    sessions: SessionsSection,
+    sessions: SessionsConfig,
     #[serde(default)]
-    bus: BusSection,
+    bus: RetentionConfig,
     #[serde(default)]
-    queues: BTreeMap<String, ServedQueueSection>,
+    queues: QueuesConfig,
     #[serde(default)]
-    store: StoreSection,
+    store: StoreConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,7 +162,7 @@ impl Config {
                 .collect(),
             sessions: file.sessions,
             bus: file.bus,
-            served_queues: file.queues,
+            queues: file.queues,
             store: file.store,
         })
     }

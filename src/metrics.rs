@@ -107,28 +107,9 @@ fn describe() {
     );
 }
 
-/// The levels read at scrape time, then the text exposition of everything.
-pub async fn render(handle: &PrometheusHandle, state: &crate::api::AppState) -> String {
-    metrics::gauge!("switchyard_sessions_active").set(state.sessions.in_memory().await as f64);
-    if let Ok(counts) = state.store.message_counts().await {
-        metrics::gauge!("switchyard_session_messages", "status" => "queued")
-            .set(counts.queued as f64);
-        metrics::gauge!("switchyard_session_messages", "status" => "processing")
-            .set(counts.processing as f64);
-    }
-    if let Ok(queues) = state.queues.summaries().await {
-        for (queue, counts) in queues {
-            // Every status, so one that emptied reads 0 rather than its last count.
-            for status in crate::queues::STATUSES {
-                let n = counts.get(*status).copied().unwrap_or(0);
-                metrics::gauge!("switchyard_queue_items", "queue" => queue.clone(), "status" => *status)
-                    .set(n as f64);
-            }
-        }
-    }
-    let (writes, commits) = state.store.commit_stats();
-    metrics::counter!("switchyard_store_writes_total").absolute(writes);
-    metrics::counter!("switchyard_store_commits_total").absolute(commits);
+/// The text exposition of everything recorded; the caller sets the levels read at
+/// scrape time first (`api::health`).
+pub fn render(handle: &PrometheusHandle) -> String {
     handle.run_upkeep();
     handle.render()
 }

@@ -2,10 +2,11 @@
 //! shut down gracefully.
 //!
 //! Start-up order matters: the listener is bound first, so `/healthz` answers while
-//! plugins compile (`/readyz` says when they are done). Shutdown stops accepting
-//! requests, lets requests and plugin calls in flight finish (up to a grace period),
-//! then exits.
+//! plugins compile (`/readyz` says when they are done). Every background loop is
+//! spawned under a stage of [`Shutdown`], which drains them in its documented order on
+//! SIGINT or SIGTERM.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,13 +20,14 @@ use crate::automations::Automations;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::plugins::{EngineOptions, HostServices, PluginHost};
-use crate::queues::{Queues, QueuesConfig};
+use crate::queues::Queues;
 use crate::recipes::RecipeRegistry;
 use crate::runs::Runs;
-use crate::sessions::{Sessions, SessionsConfig};
+use crate::sessions::Sessions;
+use crate::shutdown::{Shutdown, Stage};
 use crate::store::Store;
 
-/// How long shutdown waits for plugin calls in flight.
+/// How long shutdown waits for each stage (requests, turns, plugin calls in flight).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Quiet time after the last file change before plugins reload. Long enough for a
 /// build tool to finish writing a component.
@@ -82,20 +84,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     println!("switchyard listening on http://{addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), plugins = %config.plugins_dir.display(), "switchyard started");
 
-    let c = &config.sessions;
     let sessions = Sessions::new(
         store.clone(),
         bus.clone(),
         plugins.clone(),
-        SessionsConfig {
-            default_adapter: c.default_adapter.clone(),
-            max_queue: c.max_queue,
-            history_limit: c.history_limit,
-            idle_timeout: Duration::from_secs_f64(c.idle_timeout_secs),
-            abort_grace: Duration::from_secs_f64(c.abort_grace_secs),
-        },
+        config.sessions.clone(),
     );
-    tokio::spawn(crate::bus::retention::run(bus.clone(), config.bus.clone()));
+    let shutdown = Shutdown::new();
+    shutdown.spawn_loop(
+        Stage::Work,
+        crate::bus::retention::run(bus.clone(), config.bus.clone()),
+    );
     let catalog_of = plugins.clone();
     let recipes = Arc::new(RecipeRegistry::new(
         Box::new(move || {
@@ -115,9 +114,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         recipes.clone(),
         plugins.clone(),
     );
-    let queues = Queues::new(store.clone(), QueuesConfig::default());
-    tokio::spawn(queues.clone().reap());
-    let shutdown = tokio_util::sync::CancellationToken::new();
+    let queues = Queues::new(store.clone(), config.queues.clone());
+    shutdown.spawn_loop(Stage::Work, queues.clone().reap());
+    register_drains(&shutdown, &sessions, &runs, &automations, &plugins, &store);
     let state = AppState::new(api::App {
         plugins: plugins.clone(),
         store,
@@ -131,34 +130,81 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics: crate::metrics::install(),
         ready: Arc::new(AtomicBool::new(false)),
         plugins_dir: config.plugins_dir.clone(),
-        shutdown: shutdown.clone(),
+        shutdown: shutdown.signal(Stage::Accept),
     });
-    let loader = tokio::spawn(start_up(state.clone(), config.clone()));
-    let app = api::router(state);
-    let stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            stop.cancel();
-        })
-        .await?;
-
-    tracing::info!(
-        in_flight = plugins.calls_in_flight(),
-        "shutting down: waiting for plugin calls in flight"
+    shutdown.spawn_loop(
+        Stage::Accept,
+        start_up(state.clone(), config.clone(), shutdown.clone()),
     );
-    loader.abort();
-    if !plugins.drain(SHUTDOWN_GRACE).await {
-        tracing::warn!("plugin calls still running after {SHUTDOWN_GRACE:?}; exiting anyway");
+    let stop_accepting = shutdown.signal(Stage::Accept);
+    let mut serving = shutdown.spawn(
+        Stage::Accept,
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(stop_accepting.cancelled_owned())
+            .into_future(),
+    );
+    tokio::select! {
+        () = shutdown_signal() => {}
+        served = &mut serving => match served {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server stopped"),
+            Err(e) => tracing::error!(error = %e, "the HTTP server task failed"),
+        },
     }
-    tracing::info!("switchyard stopped");
+    let report = shutdown.drain(SHUTDOWN_GRACE).await;
+    // On stdout too, like the first line, for scripts and tests that watch a stop.
+    if report.is_clean() {
+        println!("switchyard stopped: every stage drained");
+    } else {
+        tracing::warn!(left = ?report.left, "some stages did not drain in time");
+        println!("switchyard stopped: tasks left running: {:?}", report.left);
+    }
     Ok(())
+}
+
+/// Each part's own way to stop, in its stage (see [`crate::shutdown`]).
+fn register_drains(
+    shutdown: &Shutdown,
+    sessions: &crate::sessions::Sessions,
+    runs: &Runs,
+    automations: &Automations,
+    plugins: &Arc<PluginHost>,
+    store: &Store,
+) {
+    let automations = automations.clone();
+    shutdown.on_drain(Stage::Automations, "firings", move || async move {
+        automations.stop().await
+    });
+    let sessions = sessions.clone();
+    shutdown.on_drain(Stage::Work, "sessions", move || async move {
+        sessions.drain(SHUTDOWN_GRACE).await;
+    });
+    let runs = runs.clone();
+    shutdown.on_drain(
+        Stage::Work,
+        "runs",
+        move || async move { runs.stop().await },
+    );
+    let plugins = plugins.clone();
+    shutdown.on_drain(Stage::Plugins, "plugin calls", move || async move {
+        tracing::info!(
+            in_flight = plugins.calls_in_flight(),
+            "shutdown: waiting for plugin calls in flight"
+        );
+        plugins.drain(SHUTDOWN_GRACE).await;
+    });
+    let store = store.clone();
+    shutdown.on_drain(Stage::Store, "writer", move || async move {
+        if let Err(e) = store.flush().await {
+            tracing::error!(error = %e, "shutdown: the store's last writes failed");
+        }
+    });
 }
 
 /// Load every plugin, resume session queues and then the runs in flight (their steps
 /// are session turns), load the recipes (they name plugins), start the automations,
 /// mark the server ready, then reload plugins and recipes as their files change.
-async fn start_up(state: AppState, config: Config) {
+async fn start_up(state: AppState, config: Config, shutdown: Shutdown) {
     let api::App {
         plugins,
         sessions,
@@ -167,7 +213,6 @@ async fn start_up(state: AppState, config: Config) {
         automations,
         queues,
         ready,
-        shutdown,
         ..
     } = &*state;
     let plugin_watch = crate::watch::watch_dir(&config.plugins_dir, PLUGIN_DEBOUNCE);
@@ -185,11 +230,12 @@ async fn start_up(state: AppState, config: Config) {
         queues: queues.clone(),
         sessions: sessions.clone(),
         plugins: plugins.clone(),
-        shutdown: shutdown.clone(),
+        shutdown: shutdown.signal(Stage::Work),
+        tasks: shutdown.tracker(Stage::Work),
     }
-    .spawn(&config.served_queues);
+    .spawn(&config.queues.served);
     // Schedules, bus events and webhooks fire from here on (missed slots first).
-    tokio::spawn(automations.clone().run());
+    shutdown.spawn_loop(Stage::Automations, automations.clone().run());
     ready.store(true, Ordering::Release);
     let plugin_changes = async {
         let (_watch, mut changes) = match plugin_watch {

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchyard::bus::{Bus, Event, TopicPattern};
+use switchyard::bus::{Bus, TopicPattern};
+use switchyard::event::Event;
 use switchyard::plugins::types::TurnRequest;
 use switchyard::plugins::{CallError, EngineOptions, HostServices, PluginHost, TurnControl};
 use switchyard::store::Store;

@@ -69,6 +69,24 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Build the shipped plugins and the test fixtures if any of `components` (paths
+/// under the repository) is missing: `plugins/build-all.sh` builds only what changed.
+pub fn ensure_built(components: &[&str]) {
+    let missing = |c: &str| !repo().join(c).is_file();
+    if !components.iter().any(|c| missing(c)) {
+        return;
+    }
+    eprintln!("bench: building the plugins and fixtures first (plugins/build-all.sh)");
+    let status = Command::new(repo().join("plugins/build-all.sh"))
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run plugins/build-all.sh: {e}"));
+    let still: Vec<&str> = components.iter().copied().filter(|c| missing(c)).collect();
+    assert!(
+        status.success() && still.is_empty(),
+        "plugins/build-all.sh ({status}) left {still:?} missing; run it by hand to see why"
+    );
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -166,7 +166,7 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
-    use crate::bus::EventData;
+    use crate::event::EventData;
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -19,14 +19,13 @@ use serde_json::Value;
 
 use super::error::parse_json;
 use super::{ApiError, AppState};
-use crate::bus::{BusError, EventData, NewEvent, TopicPattern};
+use crate::bus::{BusError, TopicPattern};
+use crate::event::{EventData, NewEvent};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(publish, follow))
-        .routes(routes!(super::publish_socket::publish_socket))
+    OpenApiRouter::new().routes(routes!(publish, follow))
 }
 
 /// `POST /v1/events` body.
@@ -117,7 +116,7 @@ pub(super) struct Receipt {
 }
 
 impl Receipt {
-    pub(super) fn of(e: &crate::bus::Event) -> Self {
+    pub(super) fn of(e: &crate::event::Event) -> Self {
         Self {
             seq: e.seq,
             id: e.id.clone(),

@@ -84,7 +84,8 @@ async fn metrics(State(state): State<AppState>) -> axum::response::Response {
     let Some(handle) = &state.metrics else {
         return super::ApiError::not_found("metrics are off in this process").into_response();
     };
-    let text = crate::metrics::render(handle, &state).await;
+    record_levels(&state).await;
+    let text = crate::metrics::render(handle);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -93,4 +94,29 @@ async fn metrics(State(state): State<AppState>) -> axum::response::Response {
         text,
     )
         .into_response()
+}
+
+/// The levels the database and the parts already know, read at scrape time instead of
+/// kept in step by hand.
+async fn record_levels(state: &AppState) {
+    metrics::gauge!("switchyard_sessions_active").set(state.sessions.in_memory().await as f64);
+    if let Ok(counts) = state.store.message_counts().await {
+        metrics::gauge!("switchyard_session_messages", "status" => "queued")
+            .set(counts.queued as f64);
+        metrics::gauge!("switchyard_session_messages", "status" => "processing")
+            .set(counts.processing as f64);
+    }
+    if let Ok(queues) = state.queues.summaries().await {
+        for (queue, counts) in queues {
+            // Every status, so one that emptied reads 0 rather than its last count.
+            for status in crate::queues::STATUSES {
+                let n = counts.get(*status).copied().unwrap_or(0);
+                metrics::gauge!("switchyard_queue_items", "queue" => queue.clone(), "status" => *status)
+                    .set(n as f64);
+            }
+        }
+    }
+    let (writes, commits) = state.store.commit_stats();
+    metrics::counter!("switchyard_store_writes_total").absolute(writes);
+    metrics::counter!("switchyard_store_commits_total").absolute(commits);
 }

@@ -102,11 +102,13 @@ fn routes() -> OpenApiRouter<AppState> {
         "/v1",
         plugins::routes()
             .merge(events::routes())
+            .merge(publish_socket::routes())
             .merge(sessions::routes())
             .merge(recipes::routes())
             .merge(runs::routes())
             .merge(automations::routes())
             .merge(queues::routes())
+            .merge(queue_socket::routes())
             .merge(tokens::routes())
             .routes(utoipa_axum::routes!(openapi_json)),
     )

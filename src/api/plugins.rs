@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::error::parse_json;
 use super::{ApiError, AppState};
-use crate::bus::Event;
+use crate::event::Event;
 use crate::plugins::types::{OutboundMessage, TurnRequest, WebhookRequest};
 use crate::plugins::{PluginKind, PluginSummary, ReloadOutcome, TurnControl};
 use utoipa_axum::router::OpenApiRouter;

@@ -23,6 +23,8 @@ use super::events::{PublishRequest, Receipt, refused};
 use super::extract::Upgrade;
 use super::{ApiError, AppState};
 use crate::auth::Principal;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Events of one socket awaiting their commit; past this the socket is not read
 /// until replies go out, so a fast producer is held back by TCP, not by memory.
@@ -30,6 +32,11 @@ const IN_FLIGHT: usize = 1024;
 
 /// Largest message: an event's data may be 1 MiB, plus its attributes.
 const MAX_MESSAGE: usize = crate::bus::MAX_EVENT_DATA_BYTES + 64 * 1024;
+
+/// The socket's route (mounted beside its HTTP family by `api::routes`).
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(publish_socket))
+}
 
 #[utoipa::path(
     get,

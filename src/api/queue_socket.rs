@@ -31,9 +31,16 @@ use super::queues::{EnqueueRequest, ack_item, claim_items, extend_lease, nack_it
 use super::{ApiError, AppState};
 use crate::auth::Principal;
 use crate::store::QueueItem;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Largest command: an item's payload and result are bounded like an HTTP body.
 const MAX_MESSAGE: usize = 2 * 1024 * 1024;
+
+/// The socket's route (mounted beside its HTTP family by `api::routes`).
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(queue_socket))
+}
 
 #[utoipa::path(
     get,

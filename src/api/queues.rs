@@ -23,7 +23,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(enqueue, list))
         .routes(routes!(show))
         .routes(routes!(claim))
-        .routes(routes!(super::queue_socket::queue_socket))
         .routes(routes!(extend))
         .routes(routes!(ack))
         .routes(routes!(nack))

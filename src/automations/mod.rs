@@ -27,12 +27,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
+use tokio_util::task::TaskTracker;
 
-use crate::bus::{Bus, Event, NewEvent, Subscription, TopicPattern};
+use crate::bus::{Bus, Subscription, TopicPattern};
+use crate::event::{Event, NewEvent};
 use crate::plugins::PluginHost;
 use crate::recipes::template::{Reference, Scope, Template};
 use crate::recipes::{CatchUp, Overlap, Recipe, RecipeRegistry};
-use crate::runs::{RunError, Runs, Trigger};
+use crate::runs::{RunError, Runs, Trigger, TriggerFiring};
 use crate::store::{FiringRecord, Store, StoreError};
 use timetable::Timetable;
 
@@ -67,7 +69,7 @@ pub fn firing_event(firing: &FiringRecord, correlation_id: &str) -> NewEvent {
         source: "switchyard".into(),
         subject: Some(firing.automation.clone()),
         correlation_id: Some(correlation_id.to_owned()),
-        data: crate::bus::EventData::of(firing),
+        data: crate::event::EventData::of(firing),
     }
 }
 
@@ -200,6 +202,8 @@ struct Inner {
     state: std::sync::Mutex<State>,
     /// The timetable changed: the scheduler recomputes its wake-up.
     changed: Notify,
+    /// Firings in progress (each starts a run or records its decision).
+    firings: TaskTracker,
 }
 
 impl Automations {
@@ -219,8 +223,16 @@ impl Automations {
                 plugins,
                 state: std::sync::Mutex::new(State::default()),
                 changed: Notify::new(),
+                firings: TaskTracker::new(),
             }),
         }
+    }
+
+    /// Shutdown, after the loop of [`Automations::run`] has stopped: wait for the
+    /// firings in progress (a firing records its decision, or its run, in one write).
+    pub async fn stop(&self) {
+        self.inner.firings.close();
+        self.inner.firings.wait().await;
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -233,7 +245,11 @@ impl Automations {
     pub async fn run(self) {
         let mut generation = self.inner.recipes.generation();
         generation.mark_unchanged();
-        let mut ended = self.inner.runs.ended();
+        // Runs announce their end on the bus; a firing that waits for one starts then.
+        let mut run_ends = self
+            .inner
+            .bus
+            .subscribe_from(crate::runs::events::lifecycle_pattern(), None);
         // Events are read from where the last process got to (the first start: from
         // before the automations register).
         let saved = match self.inner.store.log_cursor(LOG_CURSOR).await {
@@ -280,10 +296,17 @@ impl Automations {
                     }
                     self.follow_events(&mut events, head);
                 }
-                run = ended.recv() => match run {
-                    Ok(run) => self.run_ended(&run.id),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.prune_running(),
-                    Err(_) => return,
+                event = run_ends.next() => match event {
+                    Ok(event) => {
+                        if let Some(id) = crate::runs::events::ended_run(&event) {
+                            self.run_ended(id);
+                        }
+                    }
+                    Err(StoreError::WriterStopped) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, "automations: cannot read run ends from the bus log; retrying in a second");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                 },
                 _ = save_progress.tick() => {
                     self.passed(events.as_ref());
@@ -496,7 +519,8 @@ impl Automations {
         for (known, id, slot) in due {
             let firing = self.scheduled_firing(&id, &known, slot, None);
             let this = self.clone();
-            tokio::spawn(async move { this.fire(firing).await });
+            let firings = this.inner.firings.clone();
+            firings.spawn(async move { this.fire(firing).await });
         }
     }
 
@@ -568,7 +592,10 @@ impl Automations {
         let trigger = Trigger {
             detail: firing.trigger.clone(),
             correlation_id: firing.correlation_id.clone(),
-            firing: Some(record.clone()),
+            firing: Some(TriggerFiring {
+                record: record.clone(),
+                announce: firing_event,
+            }),
         };
         let automation = firing.automation.clone();
         match self
@@ -657,17 +684,8 @@ impl Automations {
         };
         if let Some(firing) = waiting {
             let this = self.clone();
-            tokio::spawn(async move { this.start(firing).await });
-        }
-    }
-
-    /// After missing run ends: drop runs that are no longer live.
-    fn prune_running(&self) {
-        let ids: Vec<String> = self.state().running.values().flatten().cloned().collect();
-        for id in ids {
-            if !self.inner.runs.is_live(&id) {
-                self.run_ended(&id);
-            }
+            let firings = this.inner.firings.clone();
+            firings.spawn(async move { this.start(firing).await });
         }
     }
 
@@ -724,7 +742,8 @@ impl Automations {
             };
             let event = event.clone();
             // `going` is dropped when the firing ends, however it ends.
-            tokio::spawn(async move { going.automations.fire_event(id, known, event).await });
+            let firings = going.automations.inner.firings.clone();
+            firings.spawn(async move { going.automations.fire_event(id, known, event).await });
         }
     }
 
@@ -839,7 +858,10 @@ impl Automations {
         let trigger = Trigger {
             detail: json!({ "kind": "webhook", "automation": id, "path": path }),
             correlation_id: correlation_id.or(Some(request)),
-            firing: Some(firing),
+            firing: Some(TriggerFiring {
+                record: firing,
+                announce: firing_event,
+            }),
         };
         Ok(self
             .inner

@@ -16,13 +16,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
-use super::{Event, TopicPattern};
+use super::TopicPattern;
+use crate::event::Event;
+use crate::store::CommitSink;
 
 /// Events a route buffers for its subscriber before it is marked lagged.
 const ROUTE_QUEUE: usize = 4096;
 
-/// The live routes of one event log; its store calls [`Fanout::deliver`] after each
-/// commit.
+/// The live routes of one event log; the store hands it every commit through
+/// [`CommitSink`].
 pub struct Fanout {
     routes: Mutex<Routes>,
 }
@@ -132,6 +134,16 @@ impl Fanout {
     }
 }
 
+impl CommitSink for Fanout {
+    fn attached(&self, last_seq: u64) {
+        self.routes().last_seq = last_seq;
+    }
+
+    fn committed(&self, events: &[Arc<Event>]) {
+        self.deliver(events);
+    }
+}
+
 impl LiveFeed {
     /// Did the route drop events since the last call? Clears the mark.
     pub fn take_lagged(&self) -> bool {
@@ -195,7 +207,7 @@ fn prefixes(topic: &str) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::EventData;
+    use crate::event::EventData;
 
     fn event(seq: u64, topic: &str) -> Arc<Event> {
         Arc::new(Event {

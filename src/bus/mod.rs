@@ -5,7 +5,6 @@
 //! Invariant: an event is persisted before any subscriber sees it, so a subscriber that
 //! resumes from the log never misses what it was shown live.
 
-mod data;
 mod fanout;
 pub mod retention;
 mod subscription;
@@ -13,60 +12,14 @@ pub mod topic;
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
+use crate::event::{Event, NewEvent};
 use crate::store::{Store, StoreError};
-pub use data::EventData;
 pub use fanout::Fanout;
 pub use subscription::Subscription;
 pub use topic::{TopicError, TopicPattern};
 
 /// Largest `data` payload accepted, in bytes of JSON text.
 pub const MAX_EVENT_DATA_BYTES: usize = 1024 * 1024;
-
-/// An event as stored and delivered (CloudEvents-style attributes plus `seq`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub seq: u64,
-    pub id: String,
-    pub topic: String,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub source: String,
-    pub subject: Option<String>,
-    pub time: String,
-    pub correlation_id: Option<String>,
-    pub data: EventData,
-}
-
-/// An event to publish; the bus assigns `seq`, `id` and `time`.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    pub topic: String,
-    pub event_type: String,
-    pub source: String,
-    pub subject: Option<String>,
-    pub correlation_id: Option<String>,
-    pub data: EventData,
-}
-
-impl NewEvent {
-    /// An event from the runtime itself (`source` = `switchyard`).
-    pub fn runtime(
-        topic: impl Into<String>,
-        event_type: impl Into<String>,
-        data: impl Into<EventData>,
-    ) -> Self {
-        Self {
-            topic: topic.into(),
-            event_type: event_type.into(),
-            source: "switchyard".into(),
-            subject: None,
-            correlation_id: None,
-            data: data.into(),
-        }
-    }
-}
 
 /// Why an event was not published.
 #[derive(Debug, thiserror::Error)]
@@ -97,16 +50,22 @@ pub fn validate(event: &NewEvent) -> Result<(), BusError> {
     Ok(())
 }
 
-/// The bus; cheap to clone. The log and its commit-ordered live feed are the store's;
-/// the bus validates what is published and serves subscriptions.
+/// The bus; cheap to clone. The log is the store's; the bus validates what is
+/// published, receives every commit as the store's [`CommitSink`](crate::store::CommitSink)
+/// and serves subscriptions.
 #[derive(Clone)]
 pub struct Bus {
     store: Store,
+    fanout: Arc<Fanout>,
 }
 
 impl Bus {
+    /// The bus of `store`'s log: attaches its fan-out to the store's commits. One bus
+    /// per store (a second would get every commit too, and serve its own subscribers).
     pub fn new(store: Store) -> Self {
-        Self { store }
+        let fanout = Fanout::new(0);
+        store.attach_sink(fanout.clone());
+        Self { store, fanout }
     }
 
     /// Validate, persist, then fan out. Returns the stored event.
@@ -173,7 +132,7 @@ impl Bus {
     /// The seq of the last event fanned out: a subscription from it misses nothing
     /// published later.
     pub fn head(&self) -> u64 {
-        self.store.fanout().last_seq()
+        self.fanout.last_seq()
     }
 
     /// Stored events with `seq > after`, oldest first, at most `limit`.

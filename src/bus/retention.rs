@@ -7,14 +7,33 @@
 use std::time::Duration;
 
 use super::Bus;
-use crate::config::BusSection;
+
+/// The retention policy: `[bus]` in `switchyard.toml`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Keep at most this many events in the log (0 = no limit).
+    pub retention_max_events: u64,
+    /// Drop events older than this (`retention_max_age_hours`; 0 = no limit).
+    #[serde(rename = "retention_max_age_hours", with = "crate::time::hours")]
+    pub retention_max_age: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            retention_max_events: 1_000_000,
+            retention_max_age: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
 
 /// How often the log is trimmed.
 const INTERVAL: Duration = Duration::from_secs(60);
 /// Events deleted per transaction.
 const BATCH: u64 = 10_000;
 
-pub async fn run(bus: Bus, policy: BusSection) {
+pub async fn run(bus: Bus, policy: RetentionConfig) {
     let mut tick = tokio::time::interval(INTERVAL);
     loop {
         tick.tick().await;
@@ -27,10 +46,10 @@ pub async fn run(bus: Bus, policy: BusSection) {
 }
 
 /// Apply the policy once; returns how many events were deleted.
-pub async fn trim(bus: &Bus, policy: &BusSection) -> Result<u64, crate::store::StoreError> {
-    let cutoff_time = (policy.retention_max_age_hours > 0.0).then(|| {
+pub async fn trim(bus: &Bus, policy: &RetentionConfig) -> Result<u64, crate::store::StoreError> {
+    let cutoff_time = (!policy.retention_max_age.is_zero()).then(|| {
         let age =
-            chrono::Duration::milliseconds((policy.retention_max_age_hours * 3_600_000.0) as i64);
+            chrono::Duration::from_std(policy.retention_max_age).unwrap_or(chrono::Duration::MAX);
         (chrono::Utc::now() - age).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     });
     let keep = (policy.retention_max_events > 0).then_some(policy.retention_max_events);
@@ -50,7 +69,7 @@ pub async fn trim(bus: &Bus, policy: &BusSection) -> Result<u64, crate::store::S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::NewEvent;
+    use crate::event::NewEvent;
     use crate::store::Store;
 
     #[tokio::test]
@@ -62,9 +81,9 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let by_count = BusSection {
+        let by_count = RetentionConfig {
             retention_max_events: 3,
-            retention_max_age_hours: 0.0,
+            retention_max_age: Duration::ZERO,
         };
         assert_eq!(trim(&bus, &by_count).await.unwrap(), 7);
         let left = bus.events_after(0, 100).await.unwrap();
@@ -77,9 +96,9 @@ mod tests {
         assert_eq!(trim(&bus, &by_count).await.unwrap(), 0);
 
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let by_age = BusSection {
+        let by_age = RetentionConfig {
             retention_max_events: 0,
-            retention_max_age_hours: 1e-6, // 3.6 ms
+            retention_max_age: Duration::from_micros(3600), // 1e-6 hours
         };
         assert_eq!(trim(&bus, &by_age).await.unwrap(), 3);
         assert!(bus.events_after(0, 100).await.unwrap().is_empty());

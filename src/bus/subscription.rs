@@ -12,7 +12,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::fanout::LiveFeed;
-use super::{Bus, Event, TopicPattern};
+use super::{Bus, TopicPattern};
+use crate::event::Event;
 use crate::store::StoreError;
 
 /// Events read from the log per query while catching up.
@@ -35,7 +36,7 @@ impl Subscription {
     pub(super) fn start(bus: Bus, pattern: TopicPattern, cursor: Option<u64>) -> Self {
         // The route is in place before the position is read, so nothing falls in
         // between. From now on (no cursor), live has everything: no read of the log.
-        let (live, delivered) = bus.store.fanout().join(pattern.clone());
+        let (live, delivered) = bus.fanout.join(pattern.clone());
         let catching_up = cursor.is_some();
         let cursor = cursor.unwrap_or(delivered);
         metrics::gauge!("switchyard_bus_subscribers").increment(1);
@@ -160,7 +161,8 @@ impl Drop for Subscription {
 mod tests {
     use serde_json::json;
 
-    use crate::bus::{Bus, NewEvent, TopicPattern};
+    use crate::bus::{Bus, TopicPattern};
+    use crate::event::NewEvent;
     use crate::store::Store;
 
     fn event(i: u64) -> NewEvent {

@@ -11,7 +11,7 @@ use super::PluginHost;
 use super::error::CallError;
 use super::host::{BusCap, CallLimits, ConfigCap, HttpPolicy, KvCap, LogCap, PluginState, TurnCap};
 use super::loaded::LoadedPlugin;
-use crate::bus::NewEvent;
+use crate::event::NewEvent;
 
 /// Largest output a call may return (text, JSON), in bytes.
 pub const MAX_OUTPUT_BYTES: usize = 16 * 1024 * 1024;

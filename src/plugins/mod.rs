@@ -39,7 +39,8 @@ pub use loaded::{KindPre, LoadedPlugin};
 pub use manifest::{PluginKind, PluginManifest};
 use types::*;
 
-use crate::bus::{Bus, Event};
+use crate::bus::Bus;
+use crate::event::Event;
 use crate::store::Store;
 
 /// What the host gives plugins access to. `None` parts make the matching host calls

@@ -283,7 +283,7 @@ pub struct Decision {
 }
 
 /// The event a trigger evaluates. `seq` is not part of the WIT record.
-pub fn wit_event(e: &crate::bus::Event) -> wit_types::Event {
+pub fn wit_event(e: &crate::event::Event) -> wit_types::Event {
     wit_types::Event {
         id: e.id.clone(),
         topic: e.topic.clone(),

@@ -23,9 +23,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use tokio::sync::Notify;
 
+mod config;
 pub mod served;
 
-use crate::bus::{EventData, NewEvent};
+pub use config::{QueuesConfig, ServedQueueConfig};
+
+use crate::event::{EventData, NewEvent};
 use crate::store::{ItemChange, QueueItem, Store, StoreError};
 
 /// Every status an item can have.
@@ -39,35 +42,6 @@ pub const STATUSES: &[&str] = &[
     "canceled",
     "dead",
 ];
-
-/// Limits and defaults of the queues.
-#[derive(Debug, Clone)]
-pub struct QueuesConfig {
-    /// Wait before the first retry; doubled each attempt (±20 % jitter).
-    pub backoff: Duration,
-    pub max_backoff: Duration,
-    pub default_lease: Duration,
-    pub max_lease: Duration,
-    pub default_max_attempts: u32,
-    /// Longest long-poll of a claim.
-    pub max_wait: Duration,
-    /// How often expired leases and TTLs are looked for.
-    pub reap_every: Duration,
-}
-
-impl Default for QueuesConfig {
-    fn default() -> Self {
-        Self {
-            backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(300),
-            default_lease: Duration::from_secs(30),
-            max_lease: Duration::from_secs(3600),
-            default_max_attempts: 5,
-            max_wait: Duration::from_secs(60),
-            reap_every: Duration::from_millis(250),
-        }
-    }
-}
 
 /// Why a queue operation was refused.
 #[derive(Debug, thiserror::Error)]

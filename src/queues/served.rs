@@ -20,8 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::{Claim, Queues};
-use crate::config::ServedQueueSection;
+use super::{Claim, Queues, ServedQueueConfig};
 use crate::plugins::types::OutboundMessage;
 use crate::plugins::{PluginHost, PluginKind};
 use crate::sessions::{NewSession, SessionError, Sessions};
@@ -37,6 +36,8 @@ pub struct Server {
     pub sessions: Sessions,
     pub plugins: Arc<PluginHost>,
     pub shutdown: CancellationToken,
+    /// Where the workers are counted, so that shutdown waits for them.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 /// What an item asks for.
@@ -54,19 +55,20 @@ struct Refusal(String, bool);
 
 impl Server {
     /// Start `concurrency` workers for each served queue; they stop at shutdown.
-    pub fn spawn(&self, served: &std::collections::BTreeMap<String, ServedQueueSection>) {
+    pub fn spawn(&self, served: &std::collections::BTreeMap<String, ServedQueueConfig>) {
         for (queue, section) in served {
             for n in 0..section.concurrency.max(1) {
                 let this = self.clone();
                 let (queue, section) = (queue.clone(), section.clone());
-                tokio::spawn(async move { this.work(queue, section, n).await });
+                self.tasks
+                    .spawn(async move { this.work(queue, section, n).await });
             }
             tracing::info!(%queue, plugin = %section.plugin, concurrency = section.concurrency, "serving queue with a plugin");
         }
     }
 
-    async fn work(self, queue: String, section: ServedQueueSection, n: usize) {
-        let lease = Duration::from_secs_f64(section.lease_secs.max(1.0));
+    async fn work(self, queue: String, section: ServedQueueConfig, n: usize) {
+        let lease = section.lease.max(Duration::from_secs(1));
         let worker = format!("plugin:{}#{n}", section.plugin);
         loop {
             let claim = Claim {

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{PluginCatalog, Problem, Recipe};
-use crate::bus::{Bus, NewEvent};
+use crate::bus::Bus;
+use crate::event::NewEvent;
 
 /// Gives the plugins recipes may name, as they are now.
 pub type CatalogSource = Box<dyn Fn() -> PluginCatalog + Send + Sync>;

@@ -172,9 +172,17 @@ pub(super) async fn finish_unresumable(inner: &Arc<Inner>, mut run: RunRecord, e
     finish(inner, run).await;
 }
 
-/// Write the run's end with its event, and tell who waits.
+/// Write the run's end with its event: who waits for it (a cancel, the automations)
+/// learns it from the bus.
 async fn finish(inner: &Arc<Inner>, mut run: RunRecord) {
     run.finished_at = Some(crate::time::now_rfc3339());
+    // No longer live before its end is announced, so a listener that hears the end
+    // never finds the run still live.
+    inner
+        .live
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&run.id);
     let event = run_event(
         &run,
         &run.status,
@@ -184,15 +192,14 @@ async fn finish(inner: &Arc<Inner>, mut run: RunRecord) {
         // The run stays `running` on disk and is resumed (and ends again) at restart.
         tracing::error!(run = %run.id, error = %e, "cannot record the end of a run");
     }
-    inner
-        .live
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&run.id);
-    let _ = inner.ended.send(Arc::new(run));
 }
 
-async fn save_step(inner: &Inner, run: &RunRecord, step: StepRecord, event: crate::bus::NewEvent) {
+async fn save_step(
+    inner: &Inner,
+    run: &RunRecord,
+    step: StepRecord,
+    event: crate::event::NewEvent,
+) {
     // A lost write is recovered from the session at restart; the run goes on.
     if let Err(e) = inner.store.save_step(&run.id, step, event).await {
         tracing::error!(run = %run.id, error = %e, "cannot record a step transition");

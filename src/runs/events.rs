@@ -4,7 +4,8 @@
 
 use serde_json::Value;
 
-use crate::bus::NewEvent;
+use crate::bus::TopicPattern;
+use crate::event::{Event, NewEvent};
 use crate::store::RunRecord;
 
 /// A run's event about itself (`started`, `succeeded`, `failed`, `canceled`, `resumed`).
@@ -32,4 +33,16 @@ fn event(run: &RunRecord, topic: String, what: &str, data: Value) -> NewEvent {
         correlation_id: Some(run.correlation_id.clone()),
         data: data.into(),
     }
+}
+
+/// Every run's events about itself (`run.<id>.<what>`), not its steps'.
+pub fn lifecycle_pattern() -> TopicPattern {
+    TopicPattern::parse("run.*.*").expect("a valid pattern")
+}
+
+/// The id of the run whose end `event` announces (`succeeded`, `failed`, `canceled`).
+pub fn ended_run(event: &Event) -> Option<&str> {
+    let rest = event.topic.strip_prefix("run.")?;
+    let (id, what) = rest.split_once('.')?;
+    matches!(what, "succeeded" | "failed" | "canceled").then_some(id)
 }

@@ -22,11 +22,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::bus::Bus;
+use crate::event::NewEvent;
 use crate::recipes::Recipe;
 use crate::sessions::Sessions;
 use crate::store::{FiringRecord, RunFilter, RunRecord, StepRecord, Store, StoreError};
@@ -64,7 +64,16 @@ pub struct Trigger {
     pub correlation_id: Option<String>,
     /// The automation firing that starts it: recorded with the run, atomically, and
     /// refused ([`RunError::SlotTaken`]) if its slot has fired already.
-    pub firing: Option<FiringRecord>,
+    pub firing: Option<TriggerFiring>,
+}
+
+/// A firing that starts a run, and how its owner announces it: the firing's event is
+/// the automations' vocabulary, written with the run once the run's id is known.
+#[derive(Debug, Clone)]
+pub struct TriggerFiring {
+    pub record: FiringRecord,
+    /// The event for the firing (with its run id set) under the run's correlation id.
+    pub announce: fn(&FiringRecord, &str) -> NewEvent,
 }
 
 impl Trigger {
@@ -89,9 +98,10 @@ struct Inner {
     sessions: Sessions,
     /// Runs being driven in this process, by id: cancel them through their token.
     live: std::sync::Mutex<HashMap<String, CancellationToken>>,
-    /// Every run's end.
-    ended: broadcast::Sender<Arc<RunRecord>>,
     tasks: TaskTracker,
+    /// Cancelled at shutdown: drivers stop where they are, and the runs are resumed
+    /// at the next start (as after a crash).
+    stopping: CancellationToken,
 }
 
 impl Runs {
@@ -102,8 +112,8 @@ impl Runs {
                 bus,
                 sessions,
                 live: std::sync::Mutex::new(HashMap::new()),
-                ended: broadcast::channel(1024).0,
                 tasks: TaskTracker::new(),
+                stopping: CancellationToken::new(),
             }),
         }
     }
@@ -159,11 +169,16 @@ impl Runs {
                 "trigger": run.trigger,
             }),
         );
-        let firing = trigger.firing.map(|mut f| {
-            f.run_id = Some(run.id.clone());
-            let announce = crate::automations::firing_event(&f, &run.correlation_id);
-            (f, announce)
-        });
+        let firing = trigger.firing.map(
+            |TriggerFiring {
+                 mut record,
+                 announce,
+             }| {
+                record.run_id = Some(run.id.clone());
+                let event = announce(&record, &run.correlation_id);
+                (record, event)
+            },
+        );
         let slot = firing
             .as_ref()
             .map(|(f, _)| (f.automation.clone(), f.slot.clone()));
@@ -222,9 +237,23 @@ impl Runs {
             .unwrap_or_else(|p| p.into_inner())
             .insert(run.id.clone(), cancel.clone());
         let inner = self.inner.clone();
-        self.inner
-            .tasks
-            .spawn(driver::drive(inner, recipe, run, steps, cancel));
+        let stopping = self.inner.stopping.clone();
+        self.inner.tasks.spawn(async move {
+            // Dropped at shutdown with its step tasks: nothing is written, and the run,
+            // still `running` on disk, is resumed at the next start.
+            tokio::select! {
+                () = driver::drive(inner, recipe, run, steps, cancel) => {}
+                () = stopping.cancelled() => {}
+            }
+        });
+    }
+
+    /// Shutdown: stop driving runs (they stay `running` on disk and resume at the next
+    /// start); resolves once every driver is gone.
+    pub async fn stop(&self) {
+        self.inner.stopping.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
     }
 
     pub async fn get(&self, id: &str) -> Result<RunView, RunError> {
@@ -245,7 +274,11 @@ impl Runs {
     /// Cancel a running run: its steps in flight are aborted, the others marked
     /// canceled. Returns the run once it has ended.
     pub async fn cancel(&self, id: &str) -> Result<RunView, RunError> {
-        let mut ended = self.inner.ended.subscribe();
+        // Subscribed before the run is read, so its end cannot fall in between.
+        let mut ends = self
+            .inner
+            .bus
+            .subscribe_from(events::lifecycle_pattern(), None);
         let view = self.get(id).await?;
         if view.run.status != "running" {
             return Err(RunError::Ended {
@@ -266,10 +299,10 @@ impl Runs {
             // adapter that ignores the abort is cut off after the sessions' grace).
             let wait = async {
                 loop {
-                    match ended.recv().await {
-                        Ok(run) if run.id == id => break,
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => break,
+                    match ends.next().await {
+                        Ok(event) if events::ended_run(&event) == Some(id) => break,
+                        Ok(_) => {}
+                        Err(_) => break,
                     }
                 }
             };
@@ -285,10 +318,5 @@ impl Runs {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(id)
-    }
-
-    /// Every run's end, as it happens.
-    pub fn ended(&self) -> broadcast::Receiver<Arc<RunRecord>> {
-        self.inner.ended.subscribe()
     }
 }

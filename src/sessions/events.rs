@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::bus::{EventData, NewEvent};
+use crate::event::{EventData, NewEvent};
 use crate::plugins::types::TurnEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,6 +26,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, Notify, broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::bus::Bus;
@@ -43,19 +44,23 @@ const STREAM_WINDOW: usize = 64;
 /// Most turn events stored as one write.
 const STREAM_BATCH: usize = 64;
 
-/// Limits and defaults of the sessions part.
-#[derive(Debug, Clone)]
+/// Limits and defaults of the sessions part: `[sessions]` in `switchyard.toml`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct SessionsConfig {
     /// Adapter for sessions created without one.
     pub default_adapter: String,
-    /// Queued messages a session holds before refusing more.
+    /// Queued messages a session holds before refusing more (`429`).
     pub max_queue: usize,
     /// Messages of history handed to a turn.
     pub history_limit: usize,
-    /// A worker with nothing to do leaves memory after this long.
+    /// A worker with nothing to do leaves memory after this long (`idle_timeout_secs`);
+    /// the session stays on disk.
+    #[serde(rename = "idle_timeout_secs", with = "crate::time::secs")]
     pub idle_timeout: Duration,
     /// After an abort, how long the adapter has to stop by itself before the turn is
-    /// cut off.
+    /// cut off (`abort_grace_secs`).
+    #[serde(rename = "abort_grace_secs", with = "crate::time::secs")]
     pub abort_grace: Duration,
 }
 
@@ -149,6 +154,9 @@ struct Inner {
     /// Sessions with a worker, by session id and by key.
     active: Mutex<Workers>,
     workers: TaskTracker,
+    /// Cancelled at shutdown: workers take no more messages (they stay queued on disk)
+    /// and leave once their turn in flight is over.
+    stopping: CancellationToken,
     /// Every turn's end, for [`Sessions::wait_turn`].
     ended: broadcast::Sender<Arc<TurnEnded>>,
 }
@@ -328,6 +336,7 @@ impl Sessions {
                 config,
                 active: Mutex::new(Workers::default()),
                 workers: TaskTracker::new(),
+                stopping: CancellationToken::new(),
                 ended: broadcast::channel(1024).0,
             }),
         }
@@ -793,8 +802,10 @@ impl Sessions {
         self.inner.active.lock().await.len()
     }
 
-    /// Wait (at most `grace`) for running turns to end; used at shutdown.
+    /// Shutdown: take no more messages, and wait (at most `grace`) for the turns in
+    /// flight to end. Queued messages stay queued on disk and resume at the next start.
     pub async fn drain(&self, grace: Duration) -> bool {
+        self.inner.stopping.cancel();
         self.inner.workers.close();
         tokio::time::timeout(grace, self.inner.workers.wait())
             .await
@@ -828,6 +839,12 @@ impl Inner {
     async fn work(self: Arc<Self>, active: Arc<Active>) {
         let id = active.record.id.clone();
         loop {
+            // At shutdown a message handed at enqueue (already `processing`) still runs;
+            // nothing more is taken.
+            if self.stopping.is_cancelled() && locked(&active.handed).is_none() {
+                self.active.lock().await.remove(&active);
+                return;
+            }
             let handed = locked(&active.handed).take();
             let next = match handed {
                 Some(message) => Ok(Some(message)),
@@ -853,10 +870,11 @@ impl Inner {
                     let deleted = active.deleted.load(Ordering::SeqCst);
                     if !deleted || active.pinned.load(Ordering::SeqCst) > 0 {
                         let idle = self.config.idle_timeout;
-                        if tokio::time::timeout(idle, active.wake.notified())
-                            .await
-                            .is_ok()
-                        {
+                        let woken = tokio::select! {
+                            woken = tokio::time::timeout(idle, active.wake.notified()) => woken.is_ok(),
+                            () = self.stopping.cancelled() => continue,
+                        };
+                        if woken {
                             continue;
                         }
                     }
@@ -1147,7 +1165,7 @@ fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The event of a turn starting on message `m`.
-fn turn_started(session_id: &str, key: &str, m: &MessageRecord) -> crate::bus::NewEvent {
+fn turn_started(session_id: &str, key: &str, m: &MessageRecord) -> crate::event::NewEvent {
     SessionEvent::TurnStarted.event(
         session_id,
         Some(key),

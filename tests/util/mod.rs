@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -83,6 +84,8 @@ pub struct Server {
     plugins_root: tempfile::TempDir,
     envs: Vec<(String, Option<String>)>,
     http: reqwest::Client,
+    /// What the server printed on stdout after its first line.
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -183,6 +186,19 @@ impl Server {
         Self::launch(self.plugins_root, self.data_dir, self.envs).await
     }
 
+    /// Stop with SIGTERM and start again on the same data and plugins; also returns
+    /// how the process exited and what it printed on stdout after its first line.
+    pub async fn terminate_and_restart(
+        mut self,
+    ) -> (std::process::ExitStatus, Vec<String>, Server) {
+        let exit = tokio::task::block_in_place(|| self.child.terminate());
+        // The reader thread sees the end of the pipe right after the exit.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let printed = std::mem::take(&mut *self.stdout.lock().unwrap());
+        let server = Self::launch(self.plugins_root, self.data_dir, self.envs).await;
+        (exit, printed, server)
+    }
+
     /// Stop with SIGTERM and start again on the same data and plugins.
     pub async fn restart(mut self) -> Server {
         assert!(self.child.terminate().success());
@@ -223,7 +239,13 @@ impl Server {
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
         // Keep draining stdout so a later print never hits a closed pipe.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let lines = stdout.clone();
+        std::thread::spawn(move || {
+            for line in reader.lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
         let url = line
             .trim()
             .strip_prefix("switchyard listening on ")
@@ -237,6 +259,7 @@ impl Server {
             plugins_root,
             envs,
             http: http(),
+            stdout,
         };
         server.wait_ready(Duration::from_secs(120)).await;
         server

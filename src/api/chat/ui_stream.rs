@@ -425,7 +425,7 @@ mod tests {
         // `data:` line (checked by `types`), and the JSON reads back whole.
         let pretty = "{\n  \"message_id\": \"m1\",\n  \"id\": \"c1\",\n  \"name\": \"ls\",\n  \"input\": {\n    \"dir\": \"/\"\n  }\n}";
         let mut tool = SessionEvent::ToolStart.event("s", Some("k"), json!(null));
-        tool.data = crate::bus::EventData::from_text(pretty.into()).unwrap();
+        tool.data = crate::event::EventData::from_text(pretty.into()).unwrap();
         bus.publish(tool).await.unwrap();
         let finished = json!({ "message_id": "m1", "status": "done", "stop_reason": "complete" });
         publish(SessionEvent::TurnFinished, finished).await;

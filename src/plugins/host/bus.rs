@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use crate::bus::{Bus, NewEvent};
+use crate::bus::Bus;
+use crate::event::NewEvent;
 use crate::plugins::bindings::base::switchyard::plugin::bus::{Host, OutgoingEvent};
 
 /// Events one call may publish.

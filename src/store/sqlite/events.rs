@@ -8,8 +8,8 @@ use futures::future::BoxFuture;
 
 use super::writer::Undo;
 use super::{CachedStatements, SqliteStore};
-use crate::bus::{Event, EventData, Fanout, NewEvent};
-use crate::store::{EventLog, StoreError};
+use crate::event::{Event, EventData, NewEvent};
+use crate::store::{CommitSink, EventLog, StoreError};
 
 /// Insert one event inside a write. The caller pushes the returned event to the
 /// write's committed-events list (see `Store::write_events`).
@@ -88,8 +88,8 @@ impl EventLog for SqliteStore {
         Box::pin(self.write_events(move |c, out| insert_events(c, events, out)))
     }
 
-    fn fanout(&self) -> &Arc<Fanout> {
-        &self.inner.fanout
+    fn attach_sink(&self, sink: Arc<dyn CommitSink>) {
+        self.inner.feed.attach(sink)
     }
 
     async fn events_after(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {

@@ -10,6 +10,7 @@
 //! waiting on the writer.
 
 mod events;
+mod firings;
 mod kv;
 mod migrations;
 mod queues;
@@ -18,12 +19,18 @@ mod sessions;
 mod tokens;
 mod writer;
 
-use super::{StoreBackend, StoreError};
+use super::{CommitFeed, StoreBackend, StoreError};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(Box::new(e))
+    }
+}
 
 /// The SQLite store; cheap to clone.
 #[derive(Clone)]
@@ -34,8 +41,8 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     writer: writer::Writer,
-    /// Live subscribers, handed every event after its commit, in commit (= seq) order.
-    fanout: Arc<crate::bus::Fanout>,
+    /// Where every event goes after its commit, in commit (= seq) order.
+    feed: CommitFeed,
     /// Idle read connections; a read takes one (or opens one) and puts it back.
     readers: Mutex<Vec<Connection>>,
     /// One permit per read connection: at most [`READERS`] reads run at once, so every
@@ -121,7 +128,7 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     CONFIGURED.call_once(configure_sqlite);
     let conn = Connection::open(path).map_err(|source| StoreError::Open {
         path: path.to_owned(),
-        source,
+        source: Box::new(source),
     })?;
     // WAL: readers never block the writer. synchronous=NORMAL in WAL mode keeps every
     // committed transaction across a process crash (only an OS crash or power loss can
@@ -217,7 +224,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 writer,
-                fanout: crate::bus::Fanout::new(last_seq as u64),
+                feed: CommitFeed::new(last_seq as u64),
                 readers: Mutex::new(Vec::new()),
                 read_permits: tokio::sync::Semaphore::new(READERS),
             }),
@@ -252,7 +259,7 @@ impl SqliteStore {
     ) -> impl Future<Output = Result<T, StoreError>> + Send + use<T, F>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut Vec<Arc<crate::bus::Event>>) -> Result<T, StoreError>
+        F: FnOnce(&Connection, &mut Vec<Arc<crate::event::Event>>) -> Result<T, StoreError>
             + Send
             + 'static,
     {
@@ -268,7 +275,7 @@ impl SqliteStore {
     ) -> impl Future<Output = Result<T, StoreError>> + Send + use<T, F>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, &mut Vec<Arc<crate::bus::Event>>) -> Result<T, StoreError>
+        F: FnOnce(&Connection, &mut Vec<Arc<crate::event::Event>>) -> Result<T, StoreError>
             + Send
             + 'static,
     {
@@ -280,9 +287,9 @@ impl SqliteStore {
                 let value = f(c, &mut events)?;
                 Ok((value, events))
             },
-            move |(_, events): &(T, Vec<Arc<crate::bus::Event>>)| {
+            move |(_, events): &(T, Vec<Arc<crate::event::Event>>)| {
                 metrics::counter!("switchyard_bus_events_total").increment(events.len() as u64);
-                inner.fanout.deliver(events);
+                inner.feed.deliver(events);
             },
         );
         async move { Ok(committed.await?.0) }
@@ -330,6 +337,13 @@ impl StoreBackend for SqliteStore {
             stats.writes.load(std::sync::atomic::Ordering::Relaxed),
             stats.commits.load(std::sync::atomic::Ordering::Relaxed),
         )
+    }
+
+    fn flush(&self) -> futures::future::BoxFuture<'static, Result<(), StoreError>> {
+        // Writes commit in the order they are queued: an empty one after them commits
+        // after them.
+        let store = self.clone();
+        Box::pin(async move { store.write(|_| Ok(())).await })
     }
 }
 

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::events::record_event;
 use super::writer::Undo;
 use super::{CachedStatements, SqliteStore};
-use crate::bus::Event;
+use crate::event::Event;
 use crate::store::{ItemChange, QueueItem, QueueStore, StoreError};
 
 const COLUMNS: &str = "id, queue, payload, priority, idempotency_key, status, attempts, \
@@ -218,7 +218,7 @@ impl QueueStore for SqliteStore {
     async fn enqueue_item(
         &self,
         item: QueueItem,
-        event: crate::bus::NewEvent,
+        event: crate::event::NewEvent,
     ) -> Result<(QueueItem, bool), StoreError> {
         self.write_events_undone(Undo::Group, move |c, events| {
             if let Some(key) = &item.idempotency_key {

@@ -15,7 +15,7 @@ use rusqlite::{OptionalExtension, params};
 use super::events::{insert_events, record_event};
 use super::writer::Undo;
 use super::{CachedStatements, SqliteStore};
-use crate::bus::{Event, NewEvent};
+use crate::event::{Event, NewEvent};
 use crate::store::{
     AnnounceFinished, AnnounceInterrupted, AnnounceQueued, AnnounceSession, AnnounceTaken,
     EnqueueOutcome, Enqueued, FinishedTurn, MessageRecord, QueueCounts, SessionRecord,
@@ -485,7 +485,7 @@ mod tests {
 
     use super::super::query_plan;
     use super::{ALL_COUNTS, NEXT_QUEUED, SESSION_COUNTS};
-    use crate::bus::NewEvent;
+    use crate::event::NewEvent;
     use crate::store::{EnqueueOutcome, Enqueued, SessionRecord, Store};
 
     /// Every lookup by status reads a partial index of the few queued or processing
