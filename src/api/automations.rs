@@ -184,6 +184,6 @@ async fn hook(
 #[derive(Serialize, utoipa::ToSchema)]
 struct HookRun {
     run_id: String,
-    status: String,
+    status: crate::store::RunStatus,
     correlation_id: String,
 }

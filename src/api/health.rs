@@ -109,9 +109,9 @@ async fn record_levels(state: &AppState) {
     if let Ok(queues) = state.queues.summaries().await {
         for (queue, counts) in queues {
             // Every status, so one that emptied reads 0 rather than its last count.
-            for status in crate::queues::STATUSES {
-                let n = counts.get(*status).copied().unwrap_or(0);
-                metrics::gauge!("switchyard_queue_items", "queue" => queue.clone(), "status" => *status)
+            for status in crate::store::ItemStatus::ALL {
+                let n = counts.get(status).copied().unwrap_or(0);
+                metrics::gauge!("switchyard_queue_items", "queue" => queue.clone(), "status" => status.as_str())
                     .set(n as f64);
             }
         }

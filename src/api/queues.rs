@@ -218,7 +218,7 @@ struct QueueList {
 struct QueueSummary {
     name: String,
     /// Items by status; a status with none is absent.
-    counts: BTreeMap<String, u64>,
+    counts: BTreeMap<crate::store::ItemStatus, u64>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

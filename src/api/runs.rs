@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::error::parse_json;
 use super::{ApiError, AppState};
 use crate::runs::{RunError, RunView, Trigger};
-use crate::store::{RunFilter, RunRecord};
+use crate::store::{RunFilter, RunRecord, RunStatus};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -124,7 +124,12 @@ async fn list(
         .runs
         .list(RunFilter {
             recipe: q.recipe,
-            status: q.status,
+            status: q
+                .status
+                .as_deref()
+                .map(str::parse::<RunStatus>)
+                .transpose()
+                .map_err(|e| ApiError::bad_request(e.to_string()).with_field("status"))?,
             before: q.before,
             limit,
         })

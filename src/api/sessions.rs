@@ -166,7 +166,7 @@ struct Queued {
     id: String,
     /// 1 = next to be processed.
     position: u64,
-    status: String,
+    status: crate::store::MessageStatus,
 }
 
 #[utoipa::path(

@@ -35,7 +35,7 @@ use crate::plugins::PluginHost;
 use crate::recipes::template::{Reference, Scope, Template};
 use crate::recipes::{CatchUp, Overlap, Recipe, RecipeRegistry};
 use crate::runs::{RunError, Runs, Trigger, TriggerFiring};
-use crate::store::{FiringRecord, Store, StoreError};
+use crate::store::{FiringDecision, FiringRecord, Store, StoreError};
 use timetable::Timetable;
 
 /// The next event of `events`; none ever without a subscription.
@@ -463,7 +463,7 @@ impl Automations {
                     slot: slot_text(latest),
                     scheduled_at: Some(slot_text(latest)),
                     fired_at: crate::time::now_rfc3339(),
-                    decision: "missed".into(),
+                    decision: FiringDecision::Missed,
                     run_id: None,
                     detail: Some(format!(
                         "{count} firing(s) missed while switchyard was down; catch_up is none"
@@ -537,7 +537,7 @@ impl Automations {
             Overlap::Skip => {
                 let record = self.decided(
                     &firing,
-                    "skipped",
+                    FiringDecision::Skipped,
                     format!("run {others} is still running (overlap: skip)"),
                 );
                 self.record(record).await
@@ -545,7 +545,7 @@ impl Automations {
             Overlap::Queue => {
                 let waits = self.decided(
                     &firing,
-                    "queued",
+                    FiringDecision::Queued,
                     "waits for the running run to end (overlap: queue)".into(),
                 );
                 let refused = {
@@ -560,7 +560,7 @@ impl Automations {
                 };
                 match refused {
                     Some(firing) => {
-                        let record = self.decided(&firing, "skipped", format!("run {others} is still running and a firing already waits (overlap: queue)"));
+                        let record = self.decided(&firing, FiringDecision::Skipped, format!("run {others} is still running and a firing already waits (overlap: queue)"));
                         self.record(record).await
                     }
                     // Recorded when it starts.
@@ -586,7 +586,7 @@ impl Automations {
     async fn start(&self, firing: Firing) -> FiringRecord {
         let mut record = self.decided(
             &firing,
-            "started",
+            FiringDecision::Started,
             firing.detail.clone().unwrap_or_default(),
         );
         let trigger = Trigger {
@@ -620,23 +620,27 @@ impl Automations {
             Err(RunError::SlotTaken { .. }) => {
                 tracing::debug!(automation = %automation, slot = %firing.slot, "automations: slot fired already");
                 // Not recorded again: the slot's first firing stands.
-                self.decided(&firing, "skipped", "the slot has fired already".into())
+                self.decided(
+                    &firing,
+                    FiringDecision::Skipped,
+                    "the slot has fired already".into(),
+                )
             }
             Err(e) => {
                 tracing::warn!(automation = %automation, error = %e, "automations: cannot start a run");
-                let record = self.decided(&firing, "error", e.to_string());
+                let record = self.decided(&firing, FiringDecision::Error, e.to_string());
                 self.record(record).await
             }
         }
     }
 
-    fn decided(&self, firing: &Firing, decision: &str, detail: String) -> FiringRecord {
+    fn decided(&self, firing: &Firing, decision: FiringDecision, detail: String) -> FiringRecord {
         FiringRecord {
             automation: firing.automation.clone(),
             slot: firing.slot.clone(),
             scheduled_at: firing.scheduled_at.map(slot_text),
             fired_at: crate::time::now_rfc3339(),
-            decision: decision.into(),
+            decision,
             run_id: None,
             detail: (!detail.is_empty()).then_some(detail),
             run_status: None,
@@ -792,7 +796,7 @@ impl Automations {
                     };
                     let record = self.decided(
                         &firing,
-                        "error",
+                        FiringDecision::Error,
                         format!("trigger `{}`: {e}", trigger.plugin),
                     );
                     self.record(record).await;
@@ -850,7 +854,7 @@ impl Automations {
             slot: format!("request-{request}"),
             scheduled_at: None,
             fired_at: crate::time::now_rfc3339(),
-            decision: "started".into(),
+            decision: FiringDecision::Started,
             run_id: None,
             detail: None,
             run_status: None,

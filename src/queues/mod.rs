@@ -29,19 +29,7 @@ pub mod served;
 pub use config::{QueuesConfig, ServedQueueConfig};
 
 use crate::event::{EventData, NewEvent};
-use crate::store::{ItemChange, QueueItem, Store, StoreError};
-
-/// Every status an item can have.
-pub const STATUSES: &[&str] = &[
-    "pending",
-    "claimed",
-    "running",
-    "succeeded",
-    "failed",
-    "timed_out",
-    "canceled",
-    "dead",
-];
+use crate::store::{ItemChange, ItemStatus, QueueItem, Store, StoreError};
 
 /// Why a queue operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -224,7 +212,7 @@ impl Queues {
             payload: new.payload,
             priority: new.priority,
             idempotency_key: new.idempotency_key,
-            status: "pending".into(),
+            status: ItemStatus::Pending,
             attempts: 0,
             max_attempts,
             available_at: stamp(now + chrono::Duration::from_std(new.delay).unwrap_or_default()),
@@ -267,7 +255,7 @@ impl Queues {
                     stamp(Utc::now()),
                     claim.max.clamp(1, 100),
                     change(move |mut item| {
-                        item.status = "claimed".into();
+                        item.status = ItemStatus::Claimed;
                         item.attempts += 1;
                         item.lease_token = Some(ulid::Ulid::new().to_string());
                         item.lease_expires_at = Some(after(lease));
@@ -340,7 +328,7 @@ impl Queues {
             id,
             change(move |mut item| {
                 holds_lease(&item, &token)?;
-                item.status = "running".into();
+                item.status = ItemStatus::Running;
                 item.lease_expires_at = Some(after(lease));
                 Ok(item)
             }),
@@ -362,7 +350,7 @@ impl Queues {
             id,
             change(move |mut item| {
                 holds_lease(&item, &token)?;
-                item.status = "succeeded".into();
+                item.status = ItemStatus::Succeeded;
                 item.result = Some(result.clone());
                 item.error = None;
                 release(&mut item);
@@ -390,7 +378,7 @@ impl Queues {
                 id,
                 change(move |mut item| {
                     holds_lease(&item, &token)?;
-                    this.fail(&mut item, "failed", reason.clone(), retry);
+                    this.fail(&mut item, ItemStatus::Failed, reason.clone(), retry);
                     Ok(item)
                 }),
             )
@@ -400,14 +388,14 @@ impl Queues {
     }
 
     /// An attempt that ended badly: retry later, or dead.
-    fn fail(&self, item: &mut QueueItem, status: &str, reason: String, retry: bool) {
+    fn fail(&self, item: &mut QueueItem, status: ItemStatus, reason: String, retry: bool) {
         release(item);
         item.error = Some(reason);
         if retry && item.attempts < item.max_attempts {
-            item.status = status.into();
+            item.status = status;
             item.available_at = after(self.backoff(&item.id, item.attempts));
         } else {
-            item.status = "dead".into();
+            item.status = ItemStatus::Dead;
         }
     }
 
@@ -417,13 +405,13 @@ impl Queues {
             queue,
             id,
             change(|mut item| {
-                if matches!(item.status.as_str(), "succeeded" | "canceled" | "dead") {
+                if item.status.is_final() {
                     return Err(format!(
                         "item `{}` has already ended ({})",
                         item.id, item.status
                     ));
                 }
-                item.status = "canceled".into();
+                item.status = ItemStatus::Canceled;
                 release(&mut item);
                 Ok(item)
             }),
@@ -438,10 +426,10 @@ impl Queues {
                 queue,
                 id,
                 change(|mut item| {
-                    if item.status != "dead" {
+                    if item.status != ItemStatus::Dead {
                         return Err(format!("item `{}` is {}, not dead", item.id, item.status));
                     }
-                    item.status = "pending".into();
+                    item.status = ItemStatus::Pending;
                     item.attempts = 0;
                     item.available_at = stamp(Utc::now());
                     item.expires_at = None;
@@ -493,14 +481,16 @@ impl Queues {
         limit: usize,
     ) -> Result<Vec<QueueItem>, QueueError> {
         validate_name(queue)?;
-        if let Some(s) = status.as_deref()
-            && !STATUSES.contains(&s)
-        {
-            return Err(QueueError::Invalid {
-                field: "status",
-                message: format!("no status `{s}`; one of {}", STATUSES.join(", ")),
-            });
-        }
+        let status = match status.as_deref().map(str::parse::<ItemStatus>) {
+            None => None,
+            Some(Ok(status)) => Some(status),
+            Some(Err(e)) => {
+                return Err(QueueError::Invalid {
+                    field: "status",
+                    message: format!("no status `{}`; one of {}", e.word, e.expected),
+                });
+            }
+        };
         let mut items = self
             .inner
             .store
@@ -513,7 +503,9 @@ impl Queues {
     }
 
     /// Every queue with its item count by status.
-    pub async fn summaries(&self) -> Result<BTreeMap<String, BTreeMap<String, u64>>, QueueError> {
+    pub async fn summaries(
+        &self,
+    ) -> Result<BTreeMap<String, BTreeMap<ItemStatus, u64>>, QueueError> {
         Ok(self.inner.store.queue_status_counts().await?)
     }
 
@@ -541,7 +533,7 @@ impl Queues {
                         {
                             this.fail(
                                 &mut item,
-                                "dead",
+                                ItemStatus::Dead,
                                 "expired: not done within its ttl".into(),
                                 false,
                             );
@@ -552,7 +544,7 @@ impl Queues {
                             );
                             metrics::counter!("switchyard_queue_lease_expiries_total", "queue" => item.queue.clone())
                                 .increment(1);
-                            this.fail(&mut item, "timed_out", why, true);
+                            this.fail(&mut item, ItemStatus::TimedOut, why, true);
                         }
                         Ok(item)
                     }),
@@ -582,7 +574,7 @@ fn release(item: &mut QueueItem) {
 
 /// Refuse a transition by anyone but the holder of a live lease.
 fn holds_lease(item: &QueueItem, token: &str) -> Result<(), String> {
-    if !matches!(item.status.as_str(), "claimed" | "running") {
+    if !item.status.is_leased() {
         return Err(format!(
             "item `{}` is {}, not claimed",
             item.id, item.status
@@ -731,27 +723,33 @@ mod tests {
             .unwrap();
         tokio::spawn(q.clone().reap());
         for _ in 0..250 {
-            let timed_out = q.get("b", &leased[0].id).await.unwrap().status == "timed_out";
-            let dead = q.get("c", &expiring.id).await.unwrap().status == "dead";
+            let timed_out = q.get("b", &leased[0].id).await.unwrap().status == ItemStatus::TimedOut;
+            let dead = q.get("c", &expiring.id).await.unwrap().status == ItemStatus::Dead;
             if timed_out && dead {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(q.get("b", &leased[0].id).await.unwrap().status, "timed_out");
-        assert_eq!(q.get("c", &expiring.id).await.unwrap().status, "dead");
+        assert_eq!(
+            q.get("b", &leased[0].id).await.unwrap().status,
+            ItemStatus::TimedOut
+        );
+        assert_eq!(
+            q.get("c", &expiring.id).await.unwrap().status,
+            ItemStatus::Dead
+        );
 
         let counted = q.summaries().await.unwrap();
         let c = rusqlite::Connection::open(dir.path().join("switchyard.db")).unwrap();
         let mut stmt = c
             .prepare("SELECT queue, status, COUNT(*) FROM queue_items GROUP BY queue, status")
             .unwrap();
-        let mut expected: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut expected: BTreeMap<String, BTreeMap<ItemStatus, u64>> = BTreeMap::new();
         for row in stmt
             .query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(1)?.parse::<ItemStatus>().unwrap(),
                     r.get::<_, i64>(2)?,
                 ))
             })

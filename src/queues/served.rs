@@ -176,7 +176,7 @@ impl Server {
             .await
             .map_err(failed)?;
         match self.sessions.wait_turn(&message.id).await.map_err(failed)? {
-            Some(end) if end.status == "done" => {
+            Some(end) if end.status == crate::store::MessageStatus::Done => {
                 Ok(json!({ "session": session, "reply": end.reply }))
             }
             Some(end) => Err(Refusal(

@@ -15,7 +15,7 @@ use super::events::{run_event, step_event};
 use crate::recipes::template::{Reference, Scope};
 use crate::recipes::{Recipe, Step};
 use crate::sessions::{NewSession, SessionError};
-use crate::store::{RunRecord, StepRecord};
+use crate::store::{MessageStatus, RunRecord, RunStatus, StepRecord, StepStatus};
 
 /// What templates of a run see: its inputs, the outputs of finished steps and, for a
 /// run an event started, that event.
@@ -36,10 +36,6 @@ impl Scope for RunScope<'_> {
                 .cloned(),
         }
     }
-}
-
-fn is_final(status: &str) -> bool {
-    matches!(status, "succeeded" | "failed" | "skipped" | "canceled")
 }
 
 /// Drive `run` to its end. `steps` is the persisted state (all `pending` for a new run;
@@ -66,17 +62,16 @@ pub(super) async fn drive(
         if failure.is_none() && !canceled {
             for (i, step) in recipe.steps.iter().enumerate() {
                 let state = &steps[i];
-                if started[i] || is_final(&state.status) {
+                if started[i] || state.status.is_final() {
                     continue;
                 }
                 // A resumed step goes on where it was; a pending one waits for its needs.
-                let resumed = state.status != "pending";
+                let resumed = state.status != StepStatus::Pending;
                 let ready = resumed
                     || step.needs.iter().all(|need| {
-                        steps.iter().any(|s| {
-                            &s.step_id == need
-                                && matches!(s.status.as_str(), "succeeded" | "skipped")
-                        })
+                        steps
+                            .iter()
+                            .any(|s| &s.step_id == need && s.status.lets_dependents_start())
                     });
                 if !ready {
                     continue;
@@ -108,10 +103,10 @@ pub(super) async fn drive(
                         continue;
                     }
                 };
-                if record.status == "succeeded" {
+                if record.status == StepStatus::Succeeded {
                     outputs.insert(record.step_id.clone(), record.output.clone().unwrap_or_default());
                 }
-                if record.status == "failed" && failure.is_none() {
+                if record.status == StepStatus::Failed && failure.is_none() {
                     failure = Some(format!(
                         "step `{}` failed: {}",
                         record.step_id,
@@ -134,8 +129,8 @@ pub(super) async fn drive(
     } else {
         failure.clone().unwrap_or_default()
     };
-    for step in steps.iter_mut().filter(|s| !is_final(&s.status)) {
-        step.status = "canceled".into();
+    for step in steps.iter_mut().filter(|s| !s.status.is_final()) {
+        step.status = StepStatus::Canceled;
         step.error = Some(reason.clone());
         step.finished_at = Some(crate::time::now_rfc3339());
         let event = step_event(&run, &step.step_id, "canceled", json!({ "reason": reason }));
@@ -148,9 +143,9 @@ pub(super) async fn drive(
         trigger: &run.trigger,
     };
     let (status, error) = if canceled {
-        ("canceled", Some(reason))
+        (RunStatus::Canceled, Some(reason))
     } else if let Some(failure) = failure {
-        ("failed", Some(failure))
+        (RunStatus::Failed, Some(failure))
     } else {
         let rendered: Map<String, Value> = recipe
             .outputs
@@ -158,16 +153,16 @@ pub(super) async fn drive(
             .map(|(name, t)| (name.clone(), Value::String(t.render(&scope))))
             .collect();
         run.outputs = Some(Value::Object(rendered));
-        ("succeeded", None)
+        (RunStatus::Succeeded, None)
     };
-    run.status = status.into();
+    run.status = status;
     run.error = error;
     finish(&inner, run).await;
 }
 
 /// A run whose recipe text no longer reads (it cannot be resumed): failed.
 pub(super) async fn finish_unresumable(inner: &Arc<Inner>, mut run: RunRecord, error: String) {
-    run.status = "failed".into();
+    run.status = RunStatus::Failed;
     run.error = Some(error);
     finish(inner, run).await;
 }
@@ -185,7 +180,7 @@ async fn finish(inner: &Arc<Inner>, mut run: RunRecord) {
         .remove(&run.id);
     let event = run_event(
         &run,
-        &run.status,
+        run.status.as_str(),
         json!({ "outputs": run.outputs, "error": run.error }),
     );
     if let Err(e) = inner.store.save_run(run.clone(), event).await {
@@ -235,18 +230,18 @@ impl StepTask {
     }
 
     async fn run(self, mut record: StepRecord) -> StepRecord {
-        if record.status == "pending"
+        if record.status == StepStatus::Pending
             && let Some(condition) = &self.step.condition
             && !condition.eval(&self.scope())
         {
-            record.status = "skipped".into();
+            record.status = StepStatus::Skipped;
             record.finished_at = Some(crate::time::now_rfc3339());
             self.save(&record, "skipped", json!({ "reason": "its `if` is false" }))
                 .await;
             return record;
         }
         loop {
-            if record.status == "retrying" {
+            if record.status == StepStatus::Retrying {
                 let wait = record
                     .retry_at
                     .as_deref()
@@ -263,8 +258,8 @@ impl StepTask {
                 }
             }
             // A resumed attempt has its message already; otherwise send the prompt.
-            let message_id = match (record.status.as_str(), record.message_id.clone()) {
-                ("running", Some(id)) => id,
+            let message_id = match (record.status, record.message_id.clone()) {
+                (StepStatus::Running, Some(id)) => id,
                 _ => match self.send(&mut record).await {
                     Ok(id) => id,
                     Err(error) => {
@@ -284,7 +279,7 @@ impl StepTask {
                 }
             };
             let result = match outcome {
-                Ok(Ok(Some(turn))) if turn.status == "done" => {
+                Ok(Ok(Some(turn))) if turn.status == MessageStatus::Done => {
                     let output = turn.reply.unwrap_or_default();
                     match self.step.verify.as_ref().and_then(|v| v.failure(&output)) {
                         None => Ok(output),
@@ -310,7 +305,7 @@ impl StepTask {
             };
             match result {
                 Ok(output) => {
-                    record.status = "succeeded".into();
+                    record.status = StepStatus::Succeeded;
                     record.output = Some(output.clone());
                     record.error = None;
                     record.retry_at = None;
@@ -362,7 +357,7 @@ impl StepTask {
             .await
             .map_err(|e| e.to_string())?;
         record.attempt += 1;
-        record.status = "running".into();
+        record.status = StepStatus::Running;
         record.session = Some(key.clone());
         record.message_id = Some(message.id.clone());
         record.retry_at = None;
@@ -386,7 +381,7 @@ impl StepTask {
         if record.attempt <= policy.max {
             let backoff = backoff(policy.backoff, policy.max_backoff, record.attempt);
             let at = Utc::now() + chrono::Duration::from_std(backoff).unwrap_or_default();
-            record.status = "retrying".into();
+            record.status = StepStatus::Retrying;
             record.retry_at = Some(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
             self.save(
                 record,
@@ -400,7 +395,7 @@ impl StepTask {
             .await;
             return Some(());
         }
-        record.status = "failed".into();
+        record.status = StepStatus::Failed;
         record.finished_at = Some(crate::time::now_rfc3339());
         self.save(
             record,
@@ -412,7 +407,7 @@ impl StepTask {
     }
 
     async fn canceled(&self, mut record: StepRecord) -> StepRecord {
-        record.status = "canceled".into();
+        record.status = StepStatus::Canceled;
         record.finished_at = Some(crate::time::now_rfc3339());
         self.save(&record, "canceled", json!({ "attempt": record.attempt }))
             .await;

@@ -29,7 +29,9 @@ use crate::bus::Bus;
 use crate::event::NewEvent;
 use crate::recipes::Recipe;
 use crate::sessions::Sessions;
-use crate::store::{FiringRecord, RunFilter, RunRecord, StepRecord, Store, StoreError};
+use crate::store::{
+    FiringRecord, RunFilter, RunRecord, RunStatus, StepRecord, StepStatus, Store, StoreError,
+};
 pub use inputs::InputProblem;
 
 /// Why a run operation was refused.
@@ -42,7 +44,7 @@ pub enum RunError {
     #[error("slot `{slot}` of automation `{automation}` has fired already")]
     SlotTaken { automation: String, slot: String },
     #[error("run `{id}` has already ended ({status})")]
-    Ended { id: String, status: String },
+    Ended { id: String, status: RunStatus },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -136,7 +138,7 @@ impl Runs {
             file: recipe.file.display().to_string(),
             source: recipe.source.to_string(),
             inputs: Value::Object(inputs),
-            status: "running".into(),
+            status: RunStatus::Running,
             trigger: trigger.detail,
             outputs: None,
             error: None,
@@ -148,7 +150,7 @@ impl Runs {
             .iter()
             .map(|s| StepRecord {
                 step_id: s.id.clone(),
-                status: "pending".into(),
+                status: StepStatus::Pending,
                 attempt: 0,
                 session: None,
                 message_id: None,
@@ -280,7 +282,7 @@ impl Runs {
             .bus
             .subscribe_from(events::lifecycle_pattern(), None);
         let view = self.get(id).await?;
-        if view.run.status != "running" {
+        if view.run.status != RunStatus::Running {
             return Err(RunError::Ended {
                 id: id.to_owned(),
                 status: view.run.status,

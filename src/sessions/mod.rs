@@ -33,7 +33,8 @@ use crate::bus::Bus;
 use crate::plugins::types::{Message, Role, StopReason, TurnRequest};
 use crate::plugins::{PluginHost, TurnControl};
 use crate::store::{
-    EnqueueOutcome, Enqueued, MessageRecord, SessionRecord, Store, StoreError, TurnResult,
+    EnqueueOutcome, Enqueued, MessageRecord, MessageStatus, SessionRecord, Store, StoreError,
+    TurnResult,
 };
 
 pub use events::{SessionEvent, TurnData, lenient_text};
@@ -1025,7 +1026,11 @@ impl Inner {
         let (status, reply, error, stop_reason) = match outcome {
             Some(Ok(result)) => {
                 let aborted = control.is_aborted() || result.stop_reason == StopReason::Aborted;
-                let status = if aborted { "aborted" } else { "done" };
+                let status = if aborted {
+                    MessageStatus::Aborted
+                } else {
+                    MessageStatus::Done
+                };
                 let reply = (!result.text.is_empty() || !aborted).then_some(result.text);
                 let reason = if aborted {
                     StopReason::Aborted
@@ -1034,9 +1039,14 @@ impl Inner {
                 };
                 (status, reply, None, Some(reason))
             }
-            Some(Err(e)) => ("failed", None, Some(e.to_string()), Some(StopReason::Error)),
+            Some(Err(e)) => (
+                MessageStatus::Failed,
+                None,
+                Some(e.to_string()),
+                Some(StopReason::Error),
+            ),
             None => (
-                "aborted",
+                MessageStatus::Aborted,
                 None,
                 Some(format!(
                     "the adapter did not stop within {:?} of the abort; the turn was cut off",
@@ -1047,7 +1057,7 @@ impl Inner {
         };
         // What the stored history gains (see `history_before`): a done user message,
         // and any reply.
-        let gained: Vec<Message> = (status == "done")
+        let gained: Vec<Message> = (status == MessageStatus::Done)
             .then(|| Message {
                 role: Role::User,
                 content: message.text.clone(),
@@ -1086,7 +1096,7 @@ impl Inner {
         self.record_end(
             &active.record,
             &message.id,
-            "failed",
+            MessageStatus::Failed,
             None,
             Some(error),
             Some(StopReason::Error),
@@ -1100,7 +1110,7 @@ impl Inner {
         &self,
         record: &SessionRecord,
         message_id: &str,
-        status: &'static str,
+        status: MessageStatus,
         reply: Option<String>,
         error: Option<String>,
         stop_reason: Option<StopReason>,
@@ -1139,7 +1149,7 @@ impl Inner {
                 let _ = self.ended.send(Arc::new(TurnEnded {
                     message_id: message_id.to_owned(),
                     result: TurnResult {
-                        status: status.to_owned(),
+                        status,
                         error: ended_error,
                         reply: finished.and_then(|f| f.reply).map(|r| r.text),
                     },

@@ -3,8 +3,26 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
+use super::{RunStatus, StoreError, words};
 use crate::event::NewEvent;
+
+words! {
+    /// What a firing decided.
+    pub enum FiringDecision ("firing decision") {
+        /// A run started.
+        Started = "started",
+        /// It waits for a run of the same automation to end (overlap policy `queue`).
+        Queued = "queued",
+        /// Nothing ran: the overlap policy, a trigger plugin's verdict, or a slot that
+        /// fired already.
+        Skipped = "skipped",
+        /// The run could not start.
+        Error = "error",
+        /// Slots that passed while Switchyard was down, not caught up (`catch_up:
+        /// none`): recorded once, at the latest of them.
+        Missed = "missed",
+    }
+}
 
 /// One firing of an automation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -14,13 +32,12 @@ pub struct FiringRecord {
     pub slot: String,
     pub scheduled_at: Option<String>,
     pub fired_at: String,
-    /// `started`, `queued`, `skipped` or `error`.
-    pub decision: String,
+    pub decision: FiringDecision,
     pub run_id: Option<String>,
     pub detail: Option<String>,
     /// The run's status when read (joined, not stored twice).
     #[serde(default)]
-    pub run_status: Option<String>,
+    pub run_status: Option<RunStatus>,
 }
 
 /// An automation's persisted state.

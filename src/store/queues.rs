@@ -4,8 +4,43 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
+use super::{StoreError, words};
 use crate::event::NewEvent;
+
+words! {
+    /// Where a queue item is.
+    pub enum ItemStatus ("queue item status") {
+        /// Waiting for a worker.
+        Pending = "pending",
+        /// Claimed, with a lease.
+        Claimed = "claimed",
+        /// Its lease renewed at least once.
+        Running = "running",
+        Succeeded = "succeeded",
+        /// An attempt failed; it retries at `available_at`.
+        Failed = "failed",
+        /// Its lease ran out; it retries at `available_at`.
+        TimedOut = "timed_out",
+        Canceled = "canceled",
+        /// Out of attempts or past its TTL: a dead letter.
+        Dead = "dead",
+    }
+}
+
+impl ItemStatus {
+    /// Held by a worker's lease.
+    pub fn is_leased(self) -> bool {
+        matches!(self, ItemStatus::Claimed | ItemStatus::Running)
+    }
+
+    /// Ended for good (only a dead letter can be retried by hand).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ItemStatus::Succeeded | ItemStatus::Canceled | ItemStatus::Dead
+        )
+    }
+}
 
 /// An item of a work queue as persisted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -16,10 +51,7 @@ pub struct QueueItem {
     /// Higher first.
     pub priority: i64,
     pub idempotency_key: Option<String>,
-    /// `pending`, `claimed`, `running`, `succeeded`, `failed` (retries at
-    /// `available_at`), `timed_out` (its lease ran out; retries at `available_at`),
-    /// `canceled`, `dead`.
-    pub status: String,
+    pub status: ItemStatus,
     /// Claims so far.
     pub attempts: u32,
     pub max_attempts: u32,
@@ -80,14 +112,14 @@ pub trait QueueStore: Send + Sync {
     async fn queue_items(
         &self,
         queue: &str,
-        status: Option<String>,
+        status: Option<ItemStatus>,
         before: Option<String>,
         limit: usize,
     ) -> Result<Vec<QueueItem>, StoreError>;
     /// Every queue with its item count by status.
     async fn queue_status_counts(
         &self,
-    ) -> Result<BTreeMap<String, BTreeMap<String, u64>>, StoreError>;
+    ) -> Result<BTreeMap<String, BTreeMap<ItemStatus, u64>>, StoreError>;
     /// When the next item of `queue` becomes ready (delay or backoff), if any waits.
     async fn next_available(&self, queue: &str) -> Result<Option<String>, StoreError>;
     /// Delete item `id` of `queue` if it is dead; whether it was.

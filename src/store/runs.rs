@@ -2,8 +2,54 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FiringRecord, StoreError};
+use super::{FiringRecord, StoreError, words};
 use crate::event::NewEvent;
+
+words! {
+    /// Where a run is: `running`, then `succeeded`, `failed` or `canceled`.
+    pub enum RunStatus ("run status") {
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Canceled = "canceled",
+    }
+}
+
+impl RunStatus {
+    /// Whether the run has ended.
+    pub fn is_final(self) -> bool {
+        self != RunStatus::Running
+    }
+}
+
+words! {
+    /// Where a step is: `pending`, `running`, `retrying`, then `succeeded`, `failed`,
+    /// `skipped` or `canceled`.
+    pub enum StepStatus ("step status") {
+        Pending = "pending",
+        Running = "running",
+        Retrying = "retrying",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Skipped = "skipped",
+        Canceled = "canceled",
+    }
+}
+
+impl StepStatus {
+    /// Whether the step has ended.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped | StepStatus::Canceled
+        )
+    }
+
+    /// Whether a step that needs this one may start.
+    pub fn lets_dependents_start(self) -> bool {
+        matches!(self, StepStatus::Succeeded | StepStatus::Skipped)
+    }
+}
 
 /// A recipe run as persisted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -17,8 +63,7 @@ pub struct RunRecord {
     #[serde(skip)]
     pub source: String,
     pub inputs: serde_json::Value,
-    /// `running`, then `succeeded`, `failed` or `canceled`.
-    pub status: String,
+    pub status: RunStatus,
     /// What started it: `{"kind": "manual" | "schedule" | "event" | "webhook", …}`.
     pub trigger: serde_json::Value,
     pub correlation_id: String,
@@ -32,9 +77,7 @@ pub struct RunRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepRecord {
     pub step_id: String,
-    /// `pending`, `running`, `retrying`, then `succeeded`, `failed`, `skipped` or
-    /// `canceled`.
-    pub status: String,
+    pub status: StepStatus,
     /// 1-based attempt number; 0 before the first.
     pub attempt: u32,
     /// The key of the step's session.
@@ -53,7 +96,7 @@ pub struct StepRecord {
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub recipe: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     /// Runs with ids before this one (newest first paging).
     pub before: Option<String>,
     pub limit: usize,

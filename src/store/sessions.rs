@@ -5,8 +5,32 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
+use super::{StoreError, words};
 use crate::event::{Event, NewEvent};
+
+words! {
+    /// Where a message is. A user message is `queued`, then `processing` during its
+    /// turn, then ends as the turn did; a reply is `done`.
+    pub enum MessageStatus ("message status") {
+        Queued = "queued",
+        Processing = "processing",
+        /// The turn completed.
+        Done = "done",
+        /// The adapter failed.
+        Failed = "failed",
+        /// Aborted through the API.
+        Aborted = "aborted",
+        /// Cut off by a crash or a stop that could not wait for it.
+        Interrupted = "interrupted",
+    }
+}
+
+impl MessageStatus {
+    /// Whether its turn has ended.
+    pub fn is_final(self) -> bool {
+        !matches!(self, MessageStatus::Queued | MessageStatus::Processing)
+    }
+}
 
 /// A session's persisted attributes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,14 +50,14 @@ pub struct SessionRecord {
 /// it has not), and the reply if there is one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TurnResult {
-    pub status: String,
+    pub status: MessageStatus,
     pub error: Option<String>,
     pub reply: Option<String>,
 }
 
 impl TurnResult {
     pub fn is_final(&self) -> bool {
-        !matches!(self.status.as_str(), "queued" | "processing")
+        self.status.is_final()
     }
 }
 
@@ -44,7 +68,7 @@ pub struct MessageRecord {
     pub seq: u64,
     pub role: String,
     pub text: String,
-    pub status: String,
+    pub status: MessageStatus,
     pub created_at: String,
     pub finished_at: Option<String>,
     pub error: Option<String>,
@@ -159,7 +183,7 @@ pub trait SessionStore: Send + Sync {
         &self,
         session_id: &str,
         message_id: &str,
-        status: &'static str,
+        status: MessageStatus,
         reply: Option<String>,
         error: Option<String>,
         announce: AnnounceFinished,

@@ -26,6 +26,37 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+/// Statuses are stored as the words users read; a word this build does not know reads
+/// as a conversion error naming it.
+macro_rules! stored_as_word {
+    ($($t:ty),+) => {$(
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                value
+                    .as_str()?
+                    .parse()
+                    .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+            }
+        }
+    )+};
+}
+
+stored_as_word!(
+    super::RunStatus,
+    super::StepStatus,
+    super::ItemStatus,
+    super::MessageStatus,
+    super::FiringDecision
+);
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Backend(Box::new(e))

@@ -11,7 +11,7 @@ use super::events::record_event;
 use super::writer::Undo;
 use super::{CachedStatements, SqliteStore};
 use crate::event::Event;
-use crate::store::{ItemChange, QueueItem, QueueStore, StoreError};
+use crate::store::{ItemChange, ItemStatus, QueueItem, QueueStore, StoreError};
 
 const COLUMNS: &str = "id, queue, payload, priority, idempotency_key, status, attempts, \
      max_attempts, available_at, expires_at, lease_token, lease_expires_at, worker, result, \
@@ -109,7 +109,7 @@ const SAVE: &str = "UPDATE queue_items SET status = ?2, attempts = ?3, available
      WHERE id = ?1";
 
 /// Save `item`, which had status `was`.
-fn save(c: &Connection, was: &str, item: &QueueItem) -> Result<(), StoreError> {
+fn save(c: &Connection, was: ItemStatus, item: &QueueItem) -> Result<(), StoreError> {
     c.exec(
         SAVE,
         params![
@@ -130,7 +130,7 @@ fn save(c: &Connection, was: &str, item: &QueueItem) -> Result<(), StoreError> {
     )?;
     // After the item's own UPDATE, like the INSERT's count: if that UPDATE fails, it
     // fails alone (SQLite undoes a failed statement), not after changing rows.
-    count(c, &item.queue, Some(was), Some(&item.status))
+    count(c, &item.queue, Some(was), Some(item.status))
 }
 
 /// Move one item of `queue` from status `from` to status `to` in `queue_counts` (`None`:
@@ -139,8 +139,8 @@ fn save(c: &Connection, was: &str, item: &QueueItem) -> Result<(), StoreError> {
 fn count(
     c: &Connection,
     queue: &str,
-    from: Option<&str>,
-    to: Option<&str>,
+    from: Option<ItemStatus>,
+    to: Option<ItemStatus>,
 ) -> Result<(), StoreError> {
     if from == to {
         return Ok(());
@@ -174,10 +174,10 @@ fn transition(
     change: &mut ItemChange,
     events: &mut Vec<std::sync::Arc<Event>>,
 ) -> Result<Result<QueueItem, String>, StoreError> {
-    let was = item.status.clone();
+    let was = item.status;
     match change(item) {
         Ok((changed, event)) => {
-            save(c, &was, &changed)?;
+            save(c, was, &changed)?;
             record_event(c, event, events)?;
             Ok(Ok(changed))
         }
@@ -251,7 +251,7 @@ impl QueueStore for SqliteStore {
                     item.updated_at
                 ],
             )?;
-            count(c, &item.queue, None, Some(&item.status))?;
+            count(c, &item.queue, None, Some(item.status))?;
             record_event(c, event, events)?;
             Ok((item, true))
         })
@@ -310,7 +310,7 @@ impl QueueStore for SqliteStore {
     async fn queue_items(
         &self,
         queue: &str,
-        status: Option<String>,
+        status: Option<ItemStatus>,
         before: Option<String>,
         limit: usize,
     ) -> Result<Vec<QueueItem>, StoreError> {
@@ -321,7 +321,7 @@ impl QueueStore for SqliteStore {
                 &LISTED,
                 params![
                     queue,
-                    status.unwrap_or_default(),
+                    status.map_or("", ItemStatus::as_str),
                     before.unwrap_or_else(|| "~".into()),
                     limit as i64
                 ],
@@ -332,13 +332,13 @@ impl QueueStore for SqliteStore {
 
     async fn queue_status_counts(
         &self,
-    ) -> Result<BTreeMap<String, BTreeMap<String, u64>>, StoreError> {
+    ) -> Result<BTreeMap<String, BTreeMap<ItemStatus, u64>>, StoreError> {
         self.read(|c| {
             let mut stmt =
                 c.prepare_cached("SELECT queue, status, n FROM queue_counts WHERE n > 0")?;
-            let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+            let mut out: BTreeMap<String, BTreeMap<ItemStatus, u64>> = BTreeMap::new();
             for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?)))? {
-                let (queue, status, n): (String, String, i64) = row?;
+                let (queue, status, n): (String, ItemStatus, i64) = row?;
                 out.entry(queue).or_default().insert(status, n as u64);
             }
             Ok(out)
@@ -360,7 +360,7 @@ impl QueueStore for SqliteStore {
                 params![queue, id],
             )? == 1;
             if dropped {
-                count(c, &queue, Some("dead"), None)?;
+                count(c, &queue, Some(ItemStatus::Dead), None)?;
             }
             Ok(dropped)
         })

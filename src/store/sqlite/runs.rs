@@ -9,7 +9,9 @@ use super::events::record_event;
 use super::firings::insert_firing;
 use super::{CachedStatements, SqliteStore};
 use crate::event::NewEvent;
-use crate::store::{FiringRecord, RunFilter, RunRecord, RunStore, StepRecord, StoreError};
+use crate::store::{
+    FiringRecord, RunFilter, RunRecord, RunStatus, RunStore, StepRecord, StoreError,
+};
 
 const RUN_COLUMNS: &str = "id, recipe, version, file, source, inputs, status, trigger, \
      correlation_id, outputs, error, created_at, finished_at";
@@ -178,7 +180,7 @@ impl RunStore for SqliteStore {
             let rows = stmt.query_map(
                 params![
                     filter.recipe.unwrap_or_default(),
-                    filter.status.unwrap_or_default(),
+                    filter.status.map_or("", RunStatus::as_str),
                     filter.before.unwrap_or_else(|| "~".into()),
                     filter.limit as i64
                 ],

@@ -18,8 +18,8 @@ use super::{CachedStatements, SqliteStore};
 use crate::event::{Event, NewEvent};
 use crate::store::{
     AnnounceFinished, AnnounceInterrupted, AnnounceQueued, AnnounceSession, AnnounceTaken,
-    EnqueueOutcome, Enqueued, FinishedTurn, MessageRecord, QueueCounts, SessionRecord,
-    SessionStore, StartTurn, StoreError, TurnResult,
+    EnqueueOutcome, Enqueued, FinishedTurn, MessageRecord, MessageStatus, QueueCounts,
+    SessionRecord, SessionStore, StartTurn, StoreError, TurnResult,
 };
 
 fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
@@ -172,7 +172,11 @@ impl SessionStore for SqliteStore {
                 return Ok(EnqueueOutcome::Full);
             }
             let taken = counts.queued == 0 && counts.processing == 0;
-            let status = if taken { "processing" } else { "queued" };
+            let status = if taken {
+                MessageStatus::Processing
+            } else {
+                MessageStatus::Queued
+            };
             let id = ulid::Ulid::new().to_string();
             let now = crate::time::now_rfc3339();
             // A user message opens its own turn: turn = its seq (the next rowid).
@@ -199,7 +203,7 @@ impl SessionStore for SqliteStore {
                 id,
                 role: "user".into(),
                 text,
-                status: "queued".into(),
+                status: MessageStatus::Queued,
                 created_at: now,
                 finished_at: None,
                 error: None,
@@ -207,7 +211,7 @@ impl SessionStore for SqliteStore {
             let position = counts.queued + 1;
             record_event(c, announce(&message, position), events)?;
             if taken {
-                message.status = status.into();
+                message.status = status;
                 record_event(c, announce_taken(&message), events)?;
                 // Last, once nothing of this write can fail: the turn runs while the
                 // group commits.
@@ -239,7 +243,7 @@ impl SessionStore for SqliteStore {
                 "UPDATE session_messages SET status = 'processing' WHERE id = ?1",
                 [&next.id],
             )?;
-            next.status = "processing".into();
+            next.status = MessageStatus::Processing;
             record_event(c, announce(&next), events)?;
             Ok(Some(next))
         })
@@ -274,7 +278,7 @@ impl SessionStore for SqliteStore {
         &self,
         session_id: &str,
         message_id: &str,
-        status: &'static str,
+        status: MessageStatus,
         reply: Option<String>,
         error: Option<String>,
         announce: AnnounceFinished,
@@ -307,7 +311,7 @@ impl SessionStore for SqliteStore {
                         id,
                         role: "assistant".into(),
                         text,
-                        status: "done".into(),
+                        status: MessageStatus::Done,
                         created_at: now.clone(),
                         finished_at: Some(now),
                         error: None,
@@ -362,7 +366,7 @@ impl SessionStore for SqliteStore {
                     "UPDATE session_messages SET status = 'interrupted', finished_at = ?1, error = ?2 WHERE id = ?3",
                     params![now, reason, message.id],
                 )?;
-                message.status = "interrupted".into();
+                message.status = MessageStatus::Interrupted;
                 message.finished_at = Some(now.clone());
                 message.error = Some(reason.into());
                 record_event(c, announce(&session_id, &message), events)?;
@@ -486,7 +490,7 @@ mod tests {
     use super::super::query_plan;
     use super::{ALL_COUNTS, NEXT_QUEUED, SESSION_COUNTS};
     use crate::event::NewEvent;
-    use crate::store::{EnqueueOutcome, Enqueued, SessionRecord, Store};
+    use crate::store::{EnqueueOutcome, Enqueued, MessageStatus, SessionRecord, Store};
 
     /// Every lookup by status reads a partial index of the few queued or processing
     /// messages, never the whole history (nor sorts it).
@@ -577,7 +581,7 @@ mod tests {
             .finish_turn(
                 "s1",
                 &message.id,
-                "done",
+                MessageStatus::Done,
                 Some("hi".into()),
                 None,
                 Box::new(move |_| event("finished")),
@@ -595,7 +599,7 @@ mod tests {
             .finish_turn(
                 "s1",
                 "no-such-message",
-                "done",
+                MessageStatus::Done,
                 None,
                 None,
                 Box::new(move |_| event("finished")),
