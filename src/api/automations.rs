@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::{ApiError, AppState};
 use crate::automations::{AutomationError, AutomationView};
-use crate::store::FiringRecord;
+use crate::store::{FiringDecision, FiringRecord, RunStatus};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -40,11 +40,12 @@ impl From<AutomationError> for ApiError {
     get,
     path = "/automations",
     tag = "automations",
-    responses((status = 200, description = "Automations with their next firings", body = Vec<AutomationView>)),
+    responses((status = 200, description = "Automations with their next firings", body = Vec<Automation>)),
     security(("token" = ["automations:read"]))
 )]
-async fn list(State(state): State<AppState>) -> Result<Json<Vec<AutomationView>>, ApiError> {
-    Ok(Json(state.automations.list().await?))
+async fn list(State(state): State<AppState>) -> Result<Json<Vec<Automation>>, ApiError> {
+    let listed = state.automations.list().await?;
+    Ok(Json(listed.into_iter().map(Automation::from).collect()))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -69,12 +70,14 @@ async fn firings(
 ) -> Result<Json<Firings>, ApiError> {
     let limit = q.limit.unwrap_or(50).clamp(1, 10_000);
     let firings = state.automations.firings(Some(&id), limit).await?;
-    Ok(Json(Firings { firings }))
+    Ok(Json(Firings {
+        firings: firings.into_iter().map(Firing::from).collect(),
+    }))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct Firings {
-    firings: Vec<FiringRecord>,
+    firings: Vec<Firing>,
 }
 
 #[utoipa::path(
@@ -82,15 +85,15 @@ struct Firings {
     path = "/automations/{id}/run",
     tag = "automations",
     params(("id" = String, Path, description = "Automation id")),
-    responses((status = 202, description = "The firing", body = FiringRecord)),
+    responses((status = 202, description = "The firing", body = Firing)),
     security(("token" = ["automations:write"]))
 )]
 async fn fire(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<FiringRecord>), ApiError> {
+) -> Result<(StatusCode, Json<Firing>), ApiError> {
     let firing = state.automations.fire_now(&id).await?;
-    Ok((StatusCode::ACCEPTED, Json(firing)))
+    Ok((StatusCode::ACCEPTED, Json(firing.into())))
 }
 
 #[utoipa::path(
@@ -186,4 +189,66 @@ struct HookRun {
     run_id: String,
     status: crate::store::RunStatus,
     correlation_id: String,
+}
+
+/// One firing of an automation, as the API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Firing {
+    automation: String,
+    /// What fires at most once: a scheduled time, an event id, a request id.
+    slot: String,
+    scheduled_at: Option<String>,
+    fired_at: String,
+    decision: FiringDecision,
+    run_id: Option<String>,
+    detail: Option<String>,
+    /// The run's status now.
+    run_status: Option<RunStatus>,
+}
+
+impl From<FiringRecord> for Firing {
+    fn from(f: FiringRecord) -> Self {
+        Self {
+            automation: f.automation,
+            slot: f.slot,
+            scheduled_at: f.scheduled_at,
+            fired_at: f.fired_at,
+            decision: f.decision,
+            run_id: f.run_id,
+            detail: f.detail,
+            run_status: f.run_status,
+        }
+    }
+}
+
+/// An automation as the API lists it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Automation {
+    id: String,
+    recipe: String,
+    /// `schedule`, `event` or `webhook`.
+    kind: &'static str,
+    /// The cron expression and zone, the topic pattern, or the webhook path.
+    detail: Value,
+    paused: bool,
+    /// The next firings (schedules).
+    next: Vec<String>,
+    /// Runs it started that are still going.
+    running: Vec<String>,
+    last_firing: Option<Firing>,
+}
+
+impl From<AutomationView> for Automation {
+    fn from(a: AutomationView) -> Self {
+        Self {
+            id: a.id,
+            recipe: a.recipe,
+            kind: a.kind,
+            detail: a.detail,
+            paused: a.paused,
+            next: a.next,
+            running: a.running,
+            last_firing: a.last_firing.map(Firing::from),
+        }
+    }
 }

@@ -27,10 +27,9 @@ use serde_json::{Map, Value};
 use super::error::{parse_json, parse_json_text};
 use super::extract::{Path, Upgrade};
 use super::publish_socket::json;
-use super::queues::{EnqueueRequest, ack_item, claim_items, extend_lease, nack_item};
+use super::queues::{EnqueueRequest, Item, ack_item, claim_items, extend_lease, nack_item};
 use super::{ApiError, AppState};
 use crate::auth::Principal;
-use crate::store::QueueItem;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -110,7 +109,7 @@ async fn run(
             let new = rest::<EnqueueRequest>(fields)?.into_new()?;
             let (item, created) = state.queues.enqueue(queue, new).await?;
             json(&Pushed {
-                item: &item,
+                item: &item.into(),
                 created,
             })
         }
@@ -154,14 +153,14 @@ fn take_text(fields: &mut Map<String, Value>, name: &str) -> Result<String, ApiE
 /// The reply to `push`.
 #[derive(Serialize)]
 struct Pushed<'a> {
-    item: &'a QueueItem,
+    item: &'a Item,
     created: bool,
 }
 
 /// The reply to `extend`, `ack` and `nack`.
 #[derive(Serialize)]
 struct Changed<'a> {
-    item: &'a QueueItem,
+    item: &'a Item,
 }
 
 fn reply(outcome: Result<Message, ApiError>) -> Message {

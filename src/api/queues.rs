@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::error::duration;
 use super::{ApiError, AppState};
 use crate::queues::{Claim, NewItem, QueueError};
-use crate::store::QueueItem;
+use crate::store::{ItemStatus, QueueItem};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -82,21 +82,21 @@ impl EnqueueRequest {
     tag = "queues",
     params(("queue" = String, Path, description = "Queue name")),
     request_body = EnqueueRequest,
-    responses((status = 201, description = "Enqueued", body = QueueItem), (status = 200, description = "The first item with this idempotency key", body = QueueItem)),
+    responses((status = 201, description = "Enqueued", body = Item), (status = 200, description = "The first item with this idempotency key", body = Item)),
     security(("token" = ["queues:write"]))
 )]
 async fn enqueue(
     State(state): State<AppState>,
     Path(queue): Path<String>,
     Body(req): Body<EnqueueRequest>,
-) -> Result<(StatusCode, Json<QueueItem>), ApiError> {
+) -> Result<(StatusCode, Json<Item>), ApiError> {
     let (item, created) = state.queues.enqueue(&queue, req.into_new()?).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(item)))
+    Ok((status, Json(item.into())))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -142,7 +142,7 @@ async fn list(
 /// Items, newest first.
 #[derive(Serialize, utoipa::ToSchema)]
 struct ItemPage {
-    items: Vec<QueueItem>,
+    items: Vec<Item>,
     /// Pass as `before` for the next page; null on the last.
     next: Option<String>,
 }
@@ -155,7 +155,13 @@ async fn page(
     limit: Option<usize>,
 ) -> Result<Json<ItemPage>, ApiError> {
     let limit = limit.unwrap_or(50).clamp(1, 1000);
-    let items = state.queues.list(queue, status, before, limit).await?;
+    let items: Vec<Item> = state
+        .queues
+        .list(queue, status, before, limit)
+        .await?
+        .into_iter()
+        .map(Item::from)
+        .collect();
     let next = super::next_cursor(&items, limit, |i| &i.id);
     Ok(Json(ItemPage { items, next }))
 }
@@ -181,14 +187,14 @@ async fn dead(
     path = "/queues/{queue}/items/{id}",
     tag = "queues",
     params(("queue" = String, Path, description = "Queue name"), ("id" = String, Path, description = "Item id")),
-    responses((status = 200, description = "The item", body = QueueItem)),
+    responses((status = 200, description = "The item", body = Item)),
     security(("token" = ["queues:read"]))
 )]
 async fn show(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
-) -> Result<Json<QueueItem>, ApiError> {
-    Ok(Json(state.queues.get(&queue, &id).await?))
+) -> Result<Json<Item>, ApiError> {
+    Ok(Json(state.queues.get(&queue, &id).await?.into()))
 }
 
 #[utoipa::path(
@@ -272,12 +278,14 @@ pub(super) async fn claim_items(
         items = state.queues.claim(queue, claim) => items?,
         () = state.shutdown.cancelled() => Vec::new(),
     };
-    Ok(Claimed { items })
+    Ok(Claimed {
+        items: items.into_iter().map(Item::from).collect(),
+    })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Claimed {
-    items: Vec<QueueItem>,
+    items: Vec<Item>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -294,14 +302,14 @@ pub(super) struct LeaseRequest {
     tag = "queues",
     params(("queue" = String, Path, description = "Queue name"), ("id" = String, Path, description = "Item id")),
     request_body = LeaseRequest,
-    responses((status = 200, description = "The item with its new lease", body = QueueItem)),
+    responses((status = 200, description = "The item with its new lease", body = Item)),
     security(("token" = ["queues:work"]))
 )]
 async fn extend(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
     Body(req): Body<LeaseRequest>,
-) -> Result<Json<QueueItem>, ApiError> {
+) -> Result<Json<Item>, ApiError> {
     Ok(Json(extend_lease(&state, &queue, &id, req).await?))
 }
 
@@ -310,12 +318,13 @@ pub(super) async fn extend_lease(
     queue: &str,
     id: &str,
     req: LeaseRequest,
-) -> Result<QueueItem, ApiError> {
+) -> Result<Item, ApiError> {
     let lease = duration("lease", req.lease.as_deref())?;
     Ok(state
         .queues
         .extend(queue, id, &req.lease_token, lease)
-        .await?)
+        .await?
+        .into())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -332,14 +341,14 @@ pub(super) struct AckRequest {
     tag = "queues",
     params(("queue" = String, Path, description = "Queue name"), ("id" = String, Path, description = "Item id")),
     request_body = AckRequest,
-    responses((status = 200, description = "Succeeded", body = QueueItem)),
+    responses((status = 200, description = "Succeeded", body = Item)),
     security(("token" = ["queues:work"]))
 )]
 async fn ack(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
     Body(req): Body<AckRequest>,
-) -> Result<Json<QueueItem>, ApiError> {
+) -> Result<Json<Item>, ApiError> {
     Ok(Json(ack_item(&state, &queue, &id, req).await?))
 }
 
@@ -348,11 +357,12 @@ pub(super) async fn ack_item(
     queue: &str,
     id: &str,
     req: AckRequest,
-) -> Result<QueueItem, ApiError> {
+) -> Result<Item, ApiError> {
     Ok(state
         .queues
         .ack(queue, id, &req.lease_token, req.result)
-        .await?)
+        .await?
+        .into())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -375,14 +385,14 @@ fn yes() -> bool {
     tag = "queues",
     params(("queue" = String, Path, description = "Queue name"), ("id" = String, Path, description = "Item id")),
     request_body = NackRequest,
-    responses((status = 200, description = "Failed (to retry) or dead", body = QueueItem)),
+    responses((status = 200, description = "Failed (to retry) or dead", body = Item)),
     security(("token" = ["queues:work"]))
 )]
 async fn nack(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
     Body(req): Body<NackRequest>,
-) -> Result<Json<QueueItem>, ApiError> {
+) -> Result<Json<Item>, ApiError> {
     Ok(Json(nack_item(&state, &queue, &id, req).await?))
 }
 
@@ -391,11 +401,12 @@ pub(super) async fn nack_item(
     queue: &str,
     id: &str,
     req: NackRequest,
-) -> Result<QueueItem, ApiError> {
+) -> Result<Item, ApiError> {
     Ok(state
         .queues
         .nack(queue, id, &req.lease_token, req.reason, req.retry)
-        .await?)
+        .await?
+        .into())
 }
 
 #[utoipa::path(
@@ -403,14 +414,14 @@ pub(super) async fn nack_item(
     path = "/queues/{queue}/items/{id}/cancel",
     tag = "queues",
     params(("queue" = String, Path, description = "Queue name"), ("id" = String, Path, description = "Item id")),
-    responses((status = 200, description = "Canceled", body = QueueItem)),
+    responses((status = 200, description = "Canceled", body = Item)),
     security(("token" = ["queues:write"]))
 )]
 async fn cancel(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
-) -> Result<Json<QueueItem>, ApiError> {
-    Ok(Json(state.queues.cancel(&queue, &id).await?))
+) -> Result<Json<Item>, ApiError> {
+    Ok(Json(state.queues.cancel(&queue, &id).await?.into()))
 }
 
 #[utoipa::path(
@@ -418,14 +429,14 @@ async fn cancel(
     path = "/queues/{queue}/dead/{id}/retry",
     tag = "queues",
     params(("queue" = String, Path, description = "Queue name"), ("id" = String, Path, description = "Item id")),
-    responses((status = 200, description = "Pending again", body = QueueItem)),
+    responses((status = 200, description = "Pending again", body = Item)),
     security(("token" = ["queues:write"]))
 )]
 async fn retry_dead(
     State(state): State<AppState>,
     Path((queue, id)): Path<(String, String)>,
-) -> Result<Json<QueueItem>, ApiError> {
-    Ok(Json(state.queues.retry_dead(&queue, &id).await?))
+) -> Result<Json<Item>, ApiError> {
+    Ok(Json(state.queues.retry_dead(&queue, &id).await?.into()))
 }
 
 #[utoipa::path(
@@ -442,4 +453,57 @@ async fn drop_dead(
 ) -> Result<StatusCode, ApiError> {
     state.queues.drop_dead(&queue, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A queue item as the API shows it (and the worker socket replies with it).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Item {
+    pub(super) id: String,
+    queue: String,
+    payload: Value,
+    /// Higher first.
+    priority: i64,
+    idempotency_key: Option<String>,
+    status: ItemStatus,
+    /// Claims so far.
+    attempts: u32,
+    max_attempts: u32,
+    /// Not claimed before (delay, backoff).
+    available_at: String,
+    /// Dead if not done by then (TTL).
+    expires_at: Option<String>,
+    /// Proves the claim to `extend`, `ack` and `nack`: only in the answer to the claim
+    /// itself, never listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_token: Option<String>,
+    lease_expires_at: Option<String>,
+    worker: Option<String>,
+    result: Option<Value>,
+    error: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<QueueItem> for Item {
+    fn from(i: QueueItem) -> Self {
+        Self {
+            id: i.id,
+            queue: i.queue,
+            payload: i.payload,
+            priority: i.priority,
+            idempotency_key: i.idempotency_key,
+            status: i.status,
+            attempts: i.attempts,
+            max_attempts: i.max_attempts,
+            available_at: i.available_at,
+            expires_at: i.expires_at,
+            lease_token: i.lease_token,
+            lease_expires_at: i.lease_expires_at,
+            worker: i.worker,
+            result: i.result,
+            error: i.error,
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+        }
+    }
 }

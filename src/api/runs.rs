@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::error::parse_json;
 use super::{ApiError, AppState};
 use crate::runs::{RunError, RunView, Trigger};
-use crate::store::{RunFilter, RunRecord, RunStatus};
+use crate::store::{RunFilter, RunRecord, RunStatus, StepRecord, StepStatus};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -78,14 +78,14 @@ pub fn recipe(
     tag = "runs",
     params(("name" = String, Path, description = "Recipe name")),
     request_body(content = Option<StartRequest>, description = "Inputs and a correlation id; no body for none"),
-    responses((status = 201, description = "The run, started", body = RunView)),
+    responses((status = 201, description = "The run, started", body = RunDetail)),
     security(("token" = ["runs:write"]))
 )]
 async fn start(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Option<Body>,
-) -> Result<(StatusCode, Json<RunView>), ApiError> {
+) -> Result<(StatusCode, Json<RunDetail>), ApiError> {
     let req: StartRequest = parse_json(body.map_or_else(|| json!({}), |b| b.0))?;
     let recipe = recipe(&state, &name)?;
     let trigger = Trigger {
@@ -93,7 +93,7 @@ async fn start(
         ..Trigger::manual()
     };
     let view = state.runs.start(recipe, req.inputs, trigger).await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((StatusCode::CREATED, Json(view.into())))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -134,6 +134,7 @@ async fn list(
             limit,
         })
         .await?;
+    let runs: Vec<Run> = runs.into_iter().map(Run::from).collect();
     let next = super::next_cursor(&runs, limit, |r| &r.id);
     Ok(Json(RunPage { runs, next }))
 }
@@ -141,7 +142,7 @@ async fn list(
 /// Runs, newest first.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 struct RunPage {
-    runs: Vec<RunRecord>,
+    runs: Vec<Run>,
     /// Pass as `before` for the next page; null on the last.
     next: Option<String>,
 }
@@ -151,14 +152,14 @@ struct RunPage {
     path = "/runs/{id}",
     tag = "runs",
     params(("id" = String, Path, description = "Run id")),
-    responses((status = 200, description = "The run with its steps", body = RunView)),
+    responses((status = 200, description = "The run with its steps", body = RunDetail)),
     security(("token" = ["runs:read"]))
 )]
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<RunView>, ApiError> {
-    Ok(Json(state.runs.get(&id).await?))
+) -> Result<Json<RunDetail>, ApiError> {
+    Ok(Json(state.runs.get(&id).await?.into()))
 }
 
 #[utoipa::path(
@@ -166,14 +167,14 @@ async fn show(
     path = "/runs/{id}/cancel",
     tag = "runs",
     params(("id" = String, Path, description = "Run id")),
-    responses((status = 200, description = "The run, canceled", body = RunView)),
+    responses((status = 200, description = "The run, canceled", body = RunDetail)),
     security(("token" = ["runs:write"]))
 )]
 async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<RunView>, ApiError> {
-    Ok(Json(state.runs.cancel(&id).await?))
+) -> Result<Json<RunDetail>, ApiError> {
+    Ok(Json(state.runs.cancel(&id).await?.into()))
 }
 
 /// SSE: a `snapshot` message (the run and its steps), then the run's events.
@@ -191,6 +192,97 @@ async fn events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     // An unknown run fails the snapshot: a 404 before any event is sent.
-    let snapshot = async { Ok(json!(state.runs.get(&id).await?)) }.boxed();
+    let snapshot = async { Ok(json!(RunDetail::from(state.runs.get(&id).await?))) }.boxed();
     super::snapshot_then_events(&state, &format!("run.{id}.>"), &headers, snapshot).await
+}
+
+/// A run as the API shows it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Run {
+    id: String,
+    recipe: String,
+    /// The first 12 hex digits of the SHA-256 of the recipe text the run started with.
+    version: String,
+    file: String,
+    inputs: Value,
+    status: RunStatus,
+    /// What started it: `{"kind": "manual" | "schedule" | "event" | "webhook", …}`.
+    trigger: Value,
+    correlation_id: String,
+    outputs: Option<Value>,
+    error: Option<String>,
+    created_at: String,
+    finished_at: Option<String>,
+}
+
+impl From<RunRecord> for Run {
+    fn from(r: RunRecord) -> Self {
+        Self {
+            id: r.id,
+            recipe: r.recipe,
+            version: r.version,
+            file: r.file,
+            inputs: r.inputs,
+            status: r.status,
+            trigger: r.trigger,
+            correlation_id: r.correlation_id,
+            outputs: r.outputs,
+            error: r.error,
+            created_at: r.created_at,
+            finished_at: r.finished_at,
+        }
+    }
+}
+
+/// One step of a run as the API shows it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Step {
+    step_id: String,
+    status: StepStatus,
+    /// 1-based attempt number; 0 before the first.
+    attempt: u32,
+    /// The key of the step's session.
+    session: Option<String>,
+    /// The message of the attempt in flight (or the last one).
+    message_id: Option<String>,
+    output: Option<String>,
+    error: Option<String>,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    /// When a `retrying` step tries again.
+    retry_at: Option<String>,
+}
+
+impl From<StepRecord> for Step {
+    fn from(s: StepRecord) -> Self {
+        Self {
+            step_id: s.step_id,
+            status: s.status,
+            attempt: s.attempt,
+            session: s.session,
+            message_id: s.message_id,
+            output: s.output,
+            error: s.error,
+            started_at: s.started_at,
+            finished_at: s.finished_at,
+            retry_at: s.retry_at,
+        }
+    }
+}
+
+/// A run with its steps (in file order).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct RunDetail {
+    #[serde(flatten)]
+    run: Run,
+    steps: Vec<Step>,
+}
+
+impl From<RunView> for RunDetail {
+    fn from(view: RunView) -> Self {
+        Self {
+            run: view.run.into(),
+            steps: view.steps.into_iter().map(Step::from).collect(),
+        }
+    }
 }

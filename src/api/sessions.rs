@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
 use crate::sessions::{NewSession, SessionError, SessionSnapshot, SteerOutcome};
-use crate::store::MessageRecord;
+use crate::store::{MessageRecord, MessageStatus};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -268,7 +268,7 @@ async fn reset(
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct History {
-    messages: Vec<MessageRecord>,
+    messages: Vec<Message>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -292,7 +292,9 @@ async fn history(
 ) -> Result<Json<History>, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let messages = state.sessions.history(&key, limit).await?;
-    Ok(Json(History { messages }))
+    Ok(Json(History {
+        messages: messages.into_iter().map(Message::from).collect(),
+    }))
 }
 
 /// SSE: a `snapshot` message first, then the session's events (resumable by
@@ -313,4 +315,34 @@ async fn events(
     let id = state.sessions.id_of(&key).await?;
     let snapshot = async { Ok(json!(state.sessions.snapshot(&key).await?)) }.boxed();
     super::snapshot_then_events(&state, &format!("session.{id}.>"), &headers, snapshot).await
+}
+
+/// One message of a session's history, as the API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Message {
+    id: String,
+    /// Conversation order.
+    seq: u64,
+    /// `user` or `assistant`.
+    role: String,
+    text: String,
+    status: MessageStatus,
+    created_at: String,
+    finished_at: Option<String>,
+    error: Option<String>,
+}
+
+impl From<MessageRecord> for Message {
+    fn from(m: MessageRecord) -> Self {
+        Self {
+            id: m.id,
+            seq: m.seq,
+            role: m.role,
+            text: m.text,
+            status: m.status,
+            created_at: m.created_at,
+            finished_at: m.finished_at,
+            error: m.error,
+        }
+    }
 }

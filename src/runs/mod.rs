@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -49,10 +48,9 @@ pub enum RunError {
     Store(#[from] StoreError),
 }
 
-/// A run with its steps, as the API shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+/// A run with its steps.
+#[derive(Debug, Clone)]
 pub struct RunView {
-    #[serde(flatten)]
     pub run: RunRecord,
     pub steps: Vec<StepRecord>,
 }

@@ -25,7 +25,7 @@ words! {
 }
 
 /// One firing of an automation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FiringRecord {
     pub automation: String,
     /// What fires at most once: a scheduled time, an event id, a request id.

@@ -43,7 +43,7 @@ impl ItemStatus {
 }
 
 /// An item of a work queue as persisted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueueItem {
     pub id: String,
     pub queue: String,

@@ -52,7 +52,7 @@ impl StepStatus {
 }
 
 /// A recipe run as persisted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub id: String,
     pub recipe: String,
@@ -74,7 +74,7 @@ pub struct RunRecord {
 }
 
 /// One step of a run as persisted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     pub step_id: String,
     pub status: StepStatus,

@@ -62,7 +62,7 @@ impl TurnResult {
 }
 
 /// One message of a session.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageRecord {
     pub id: String,
     pub seq: u64,
