@@ -15,35 +15,31 @@
 //!   event) and its queue moves on.
 //! - One turn at a time per session; different sessions run in parallel.
 
+mod active;
 mod events;
 mod history;
+mod turn;
+mod workers;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, Notify, broadcast, mpsc};
+use tokio::sync::{Mutex, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::bus::Bus;
-use crate::plugins::types::{Message, Role, StopReason, TurnRequest};
-use crate::plugins::{PluginHost, TurnControl};
+use crate::plugins::PluginHost;
 use crate::store::{
-    EnqueueOutcome, Enqueued, MessageRecord, MessageStatus, SessionRecord, Store, StoreError,
-    TurnResult,
+    EnqueueOutcome, Enqueued, MessageRecord, SessionRecord, Store, StoreError, TurnResult,
 };
 
+use active::{Active, Pinned};
 pub use events::{SessionEvent, TurnData, lenient_text};
-use history::HistoryWindow;
-
-/// Batches of turn events in flight to the store at once, per turn.
-const STREAM_WINDOW: usize = 64;
-/// Most turn events stored as one write.
-const STREAM_BATCH: usize = 64;
+use workers::{Workers, turn_started};
 
 /// Limits and defaults of the sessions part: `[sessions]` in `switchyard.toml`.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -162,70 +158,6 @@ struct Inner {
     ended: broadcast::Sender<Arc<TurnEnded>>,
 }
 
-/// The sessions with a worker in memory, by id and by key.
-///
-/// By key, it spares the hot paths (a message, a chat turn) a read of the store to
-/// find the session: while a session has a worker, its record is here. A deleted
-/// session's key is forgotten once the delete is stored, and its worker leaves memory
-/// as soon as its turn has ended and no enqueue pins it.
-#[derive(Default)]
-struct Workers {
-    by_id: HashMap<String, Arc<Active>>,
-    by_key: HashMap<String, Arc<Active>>,
-}
-
-impl Workers {
-    fn get(&self, id: &str) -> Option<&Arc<Active>> {
-        self.by_id.get(id)
-    }
-
-    fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
-    fn insert(&mut self, active: Arc<Active>) {
-        self.by_key
-            .insert(active.record.key.clone(), active.clone());
-        self.by_id.insert(active.record.id.clone(), active);
-    }
-
-    fn remove(&mut self, active: &Arc<Active>) {
-        self.by_id.remove(&active.record.id);
-        shrink(&mut self.by_id);
-        self.forget_key(&active.record.key, |named| named == active.record.id);
-    }
-
-    /// The session of `record` is gone from the store: forget its key, and have its
-    /// worker leave memory without waiting out the idle timeout.
-    fn forget_deleted(&mut self, record: &SessionRecord) {
-        self.forget_key(&record.key, |named| named == record.id);
-        if let Some(active) = self.by_id.get(&record.id) {
-            active.deleted.store(true, Ordering::SeqCst);
-            active.wake.notify_one();
-        }
-    }
-
-    /// Forget `key` if the session it names here is `stale` (by its id).
-    fn forget_key(&mut self, key: &str, stale: impl FnOnce(&str) -> bool) {
-        if self.by_key.get(key).is_some_and(|a| stale(&a.record.id)) {
-            self.by_key.remove(key);
-            shrink(&mut self.by_key);
-        }
-    }
-
-    fn record_by_key(&self, key: &str) -> Option<SessionRecord> {
-        self.by_key.get(key).map(|a| a.record.clone())
-    }
-}
-
-/// A burst of sessions leaves a map's table at its peak: give the memory back once it
-/// is a quarter full, down to twice what it holds (so the cost stays amortized).
-fn shrink<V>(map: &mut HashMap<String, V>) {
-    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
-        map.shrink_to(map.len() * 2);
-    }
-}
-
 /// A message offered to a session.
 #[derive(Debug)]
 pub enum Offered {
@@ -233,98 +165,6 @@ pub enum Offered {
     Queued(MessageRecord, u64),
     /// The session is gone (deleted); the text is handed back.
     Gone(String),
-}
-
-/// A session with a worker in memory.
-struct Active {
-    record: SessionRecord,
-    wake: Notify,
-    /// A message the store took at enqueue (the session was idle), for the worker to
-    /// run next. At most one: the store takes none while one is processing.
-    handed: std::sync::Mutex<Option<MessageRecord>>,
-    /// The store may hold queued messages: set when the worker starts, after a message
-    /// is queued behind another, at recovery, and when the idle check finds some, so
-    /// the worker looks at its queue only then (a look is a write).
-    queued: AtomicBool,
-    /// Enqueues under way that may hand this worker a message; it stays in memory
-    /// until they are done (see [`Pinned`]).
-    pinned: AtomicUsize,
-    /// The session is deleted: the worker leaves memory once nothing pins it.
-    deleted: AtomicBool,
-    turn: std::sync::Mutex<Option<RunningTurn>>,
-    history: HistoryWindow,
-}
-
-impl Active {
-    fn new(record: SessionRecord, history_limit: usize) -> Self {
-        Self {
-            record,
-            wake: Notify::new(),
-            handed: std::sync::Mutex::new(None),
-            // A new worker looks once: its session may have messages queued.
-            queued: AtomicBool::new(true),
-            pinned: AtomicUsize::new(0),
-            deleted: AtomicBool::new(false),
-            turn: std::sync::Mutex::new(None),
-            history: HistoryWindow::new(history_limit),
-        }
-    }
-
-    /// Give the worker a message taken for it; called as the store takes it, which
-    /// may be before the message is committed (see `SessionStore::enqueue_message`).
-    fn hand(&self, message: &MessageRecord) {
-        *locked(&self.handed) = Some(message.clone());
-        self.wake.notify_one();
-    }
-
-    /// Drop the message `id` if handed over and not started, else abort its turn.
-    fn cancel(&self, id: &str) {
-        let mut handed = locked(&self.handed);
-        if handed.as_ref().is_some_and(|m| m.id == id) {
-            handed.take();
-            return;
-        }
-        drop(handed);
-        self.abort_turn(Some(id));
-    }
-
-    /// Abort the running turn (only if it is `message_id`'s, when given); whether one
-    /// was running. A turn whose call is over has nothing left to abort.
-    fn abort_turn(&self, message_id: Option<&str>) -> bool {
-        let turn = locked(&self.turn);
-        let running = turn
-            .as_ref()
-            .filter(|t| !t.over && message_id.is_none_or(|id| t.message_id == id));
-        running.inspect(|t| t.abort()).is_some()
-    }
-}
-
-/// A session's worker held in memory while an enqueue may hand it a message; on drop
-/// the worker looks again at what it has.
-struct Pinned(Arc<Active>);
-
-impl Drop for Pinned {
-    fn drop(&mut self) {
-        self.0.pinned.fetch_sub(1, Ordering::SeqCst);
-        self.0.wake.notify_one();
-    }
-}
-
-struct RunningTurn {
-    message_id: String,
-    control: TurnControl,
-    hard_abort: Arc<Notify>,
-    /// The adapter's call is over and the turn is recording its end: there is nothing
-    /// left to abort or steer, though a delete still waits for it.
-    over: bool,
-}
-
-impl RunningTurn {
-    /// Cooperative first (the adapter sees `aborted()`), then cut off after the grace.
-    fn abort(&self) {
-        self.control.abort();
-        self.hard_abort.notify_one();
-    }
 }
 
 impl Sessions {
@@ -834,353 +674,10 @@ impl Sessions {
     }
 }
 
-impl Inner {
-    /// A session's worker: take queued messages in order, one turn each; leave memory
-    /// when idle.
-    async fn work(self: Arc<Self>, active: Arc<Active>) {
-        let id = active.record.id.clone();
-        loop {
-            // At shutdown a message handed at enqueue (already `processing`) still runs;
-            // nothing more is taken.
-            if self.stopping.is_cancelled() && locked(&active.handed).is_none() {
-                self.active.lock().await.remove(&active);
-                return;
-            }
-            let handed = locked(&active.handed).take();
-            let next = match handed {
-                Some(message) => Ok(Some(message)),
-                None if active.queued.swap(false, Ordering::SeqCst) => {
-                    let (sid, key) = (id.clone(), active.record.key.clone());
-                    let started = move |m: &MessageRecord| turn_started(&sid, &key, m);
-                    let next = self.store.take_next_message(&id, Box::new(started)).await;
-                    // Taken one, or failed to look: there may be more.
-                    if !matches!(next, Ok(None)) {
-                        active.queued.store(true, Ordering::SeqCst);
-                    }
-                    next
-                }
-                None => Ok(None),
-            };
-            match next {
-                Ok(Some(message)) => match self.history(&active, &message).await {
-                    Ok(history) => self.turn(&active, message, history).await,
-                    Err(e) => self.fail_turn(&active, message, e).await,
-                },
-                Ok(None) => {
-                    // A deleted session's worker waits only while an enqueue pins it.
-                    let deleted = active.deleted.load(Ordering::SeqCst);
-                    if !deleted || active.pinned.load(Ordering::SeqCst) > 0 {
-                        let idle = self.config.idle_timeout;
-                        let woken = tokio::select! {
-                            woken = tokio::time::timeout(idle, active.wake.notified()) => woken.is_ok(),
-                            () = self.stopping.cancelled() => continue,
-                        };
-                        if woken {
-                            continue;
-                        }
-                    }
-                    // Idle. Leave memory unless a message arrived meanwhile or an
-                    // enqueue may bring one: an enqueue pins the worker under the same
-                    // lock before writing its message.
-                    let mut map = self.active.lock().await;
-                    if active.pinned.load(Ordering::SeqCst) > 0 {
-                        continue;
-                    }
-                    // A deleted session has no queue left; a count that cannot be read
-                    // keeps the worker.
-                    let queued = if deleted {
-                        0
-                    } else {
-                        self.store.queue_counts(&id).await.map_or(1, |c| c.queued)
-                    };
-                    let handed = locked(&active.handed).is_some();
-                    if queued == 0 && !handed {
-                        map.remove(&active);
-                        tracing::debug!(session = %active.record.key, "session idle; left memory");
-                        return;
-                    }
-                    if queued > 0 {
-                        active.queued.store(true, Ordering::SeqCst);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(session = %active.record.key, error = %e, "cannot read the session queue; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    }
-
-    /// The history before `message` that the session's adapter takes: the end of the
-    /// worker's window, or of the store's (then kept as the window). Nothing is read or
-    /// copied for an adapter that takes none.
-    async fn history(
-        &self,
-        active: &Active,
-        message: &MessageRecord,
-    ) -> Result<Vec<Message>, StoreError> {
-        let wanted = self
-            .plugins
-            .history_for(&active.record.adapter, self.config.history_limit);
-        if wanted == 0 {
-            return Ok(Vec::new());
-        }
-        let epoch = match active.history.last(wanted) {
-            Ok(window) => return Ok(window),
-            Err(epoch) => epoch,
-        };
-        // Earlier turns are all finished (one at a time), so the history before this
-        // message is settled and a reader may fetch it.
-        let stored = self
-            .store
-            .history_before(&active.record.id, message.seq, self.config.history_limit)
-            .await?;
-        let mut history: Vec<Message> = stored
-            .into_iter()
-            .map(|m| Message {
-                role: if m.role == "assistant" {
-                    Role::Assistant
-                } else {
-                    Role::User
-                },
-                content: m.text,
-            })
-            .collect();
-        active.history.fill(epoch, &history);
-        Ok(history.split_off(history.len().saturating_sub(wanted)))
-    }
-
-    /// Run one turn for `message`.
-    async fn turn(&self, active: &Active, message: MessageRecord, history: Vec<Message>) {
-        let record = &active.record;
-        let control = TurnControl::default();
-        let hard_abort = Arc::new(Notify::new());
-        *locked(&active.turn) = Some(RunningTurn {
-            message_id: message.id.clone(),
-            control: control.clone(),
-            hard_abort: hard_abort.clone(),
-            over: false,
-        });
-
-        let system = record.system.iter().map(|text| Message {
-            role: Role::System,
-            content: text.clone(),
-        });
-        let request = TurnRequest {
-            session: record.key.clone(),
-            history: system.chain(history).collect(),
-            input: message.text.clone(),
-            config: record.config.clone(),
-        };
-        let (events, mut stream) = mpsc::channel(256);
-        let call = self
-            .plugins
-            .run_turn(&record.adapter, request, events, control.clone());
-        // Stream events are submitted in order without waiting for each commit, those
-        // already waiting as one batch (one write); at most STREAM_WINDOW batches are
-        // in flight, so a fast adapter cannot queue without bound.
-        let forward = async {
-            let mut in_flight = std::collections::VecDeque::new();
-            let mut waiting = Vec::new();
-            while stream.recv_many(&mut waiting, STREAM_BATCH).await > 0 {
-                let batch = waiting.drain(..).map(|event| {
-                    let (kind, data) = SessionEvent::from_turn(&event, &message.id);
-                    kind.event(&record.id, Some(&record.key), data)
-                });
-                // An event refused (too large) is dropped alone, not with its batch.
-                let valid: Vec<_> = batch
-                    .filter(|event| match crate::bus::validate(event) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            tracing::warn!(session = %record.key, error = %e, "turn event refused");
-                            false
-                        }
-                    })
-                    .collect();
-                if !valid.is_empty() {
-                    in_flight.push_back(self.store.append_turn_events(&message.id, valid));
-                }
-                if in_flight.len() >= STREAM_WINDOW
-                    && let Some(oldest) = in_flight.pop_front()
-                    && let Err(e) = oldest.await
-                {
-                    tracing::warn!(session = %record.key, error = %e, "turn events not stored");
-                }
-            }
-            in_flight
-        };
-        let cut_off = async {
-            hard_abort.notified().await;
-            tokio::time::sleep(self.config.abort_grace).await;
-        };
-        let (outcome, in_flight) = tokio::select! {
-            (result, in_flight) = futures::future::join(call, forward) => (Some(result), in_flight),
-            () = cut_off => (None, Default::default()),
-        };
-        // Before the end is recorded: a client that has seen `turn.finished` and then
-        // aborts or steers must find no turn running.
-        if let Some(t) = locked(&active.turn).as_mut() {
-            t.over = true;
-        }
-
-        let (status, reply, error, stop_reason) = match outcome {
-            Some(Ok(result)) => {
-                let aborted = control.is_aborted() || result.stop_reason == StopReason::Aborted;
-                let status = if aborted {
-                    MessageStatus::Aborted
-                } else {
-                    MessageStatus::Done
-                };
-                let reply = (!result.text.is_empty() || !aborted).then_some(result.text);
-                let reason = if aborted {
-                    StopReason::Aborted
-                } else {
-                    result.stop_reason
-                };
-                (status, reply, None, Some(reason))
-            }
-            Some(Err(e)) => (
-                MessageStatus::Failed,
-                None,
-                Some(e.to_string()),
-                Some(StopReason::Error),
-            ),
-            None => (
-                MessageStatus::Aborted,
-                None,
-                Some(format!(
-                    "the adapter did not stop within {:?} of the abort; the turn was cut off",
-                    self.config.abort_grace
-                )),
-                Some(StopReason::Aborted),
-            ),
-        };
-        // What the stored history gains (see `history_before`): a done user message,
-        // and any reply.
-        let gained: Vec<Message> = (status == MessageStatus::Done)
-            .then(|| Message {
-                role: Role::User,
-                content: message.text.clone(),
-            })
-            .into_iter()
-            .chain(reply.iter().map(|text| Message {
-                role: Role::Assistant,
-                content: text.clone(),
-            }))
-            .collect();
-        // The end is queued behind the turn's last events without waiting for their
-        // commit: writes commit in the order queued, so `turn.finished` still comes
-        // last, often in the same group, a commit's round trip sooner. (`finish_turn`
-        // queues its write when first polled, here, after every batch was queued. A
-        // group that fails rolls back those events with the end.)
-        let recorded = self
-            .record_end(record, &message.id, status, reply, error, stop_reason)
-            .await;
-        for committed in in_flight {
-            if let Err(e) = committed.await {
-                tracing::warn!(session = %record.key, error = %e, "turn events not stored");
-            }
-        }
-        if recorded {
-            active.history.push(gained);
-        } else {
-            active.history.drop_window();
-        }
-        *locked(&active.turn) = None;
-    }
-
-    /// A turn that could not start: recorded as failed, so the queue moves on.
-    async fn fail_turn(&self, active: &Active, message: MessageRecord, e: StoreError) {
-        tracing::error!(session = %active.record.key, error = %e, "cannot read the session history");
-        let error = format!("cannot read the session history: {e}");
-        self.record_end(
-            &active.record,
-            &message.id,
-            MessageStatus::Failed,
-            None,
-            Some(error),
-            Some(StopReason::Error),
-        )
-        .await;
-    }
-
-    /// Store how a turn ended (and its reply) and announce it; false if the store
-    /// failed or the message is gone.
-    async fn record_end(
-        &self,
-        record: &SessionRecord,
-        message_id: &str,
-        status: MessageStatus,
-        reply: Option<String>,
-        error: Option<String>,
-        stop_reason: Option<StopReason>,
-    ) -> bool {
-        let (id, key, announced_id) =
-            (record.id.clone(), record.key.clone(), message_id.to_owned());
-        let ended_error = error.clone();
-        let finished = self
-            .store
-            .finish_turn(
-                &record.id,
-                message_id,
-                status,
-                reply,
-                error.clone(),
-                Box::new(move |reply: Option<&MessageRecord>| {
-                    SessionEvent::TurnFinished.event(
-                        &id,
-                        Some(&key),
-                        json!({
-                            "message_id": announced_id,
-                            "status": status,
-                            "stop_reason": stop_reason,
-                            "text": reply.map(|r| r.text.clone()),
-                            "reply_id": reply.map(|r| r.id.clone()),
-                            "error": error,
-                        }),
-                    )
-                }),
-            )
-            .await;
-        match finished {
-            Ok(finished) => {
-                // (A message gone meanwhile is answered too: its waiters learn the end.)
-                let recorded = finished.is_some();
-                let _ = self.ended.send(Arc::new(TurnEnded {
-                    message_id: message_id.to_owned(),
-                    result: TurnResult {
-                        status,
-                        error: ended_error,
-                        reply: finished.and_then(|f| f.reply).map(|r| r.text),
-                    },
-                }));
-                recorded
-            }
-            Err(e) => {
-                tracing::error!(session = %record.key, error = %e, "cannot record the end of a turn");
-                false
-            }
-        }
-    }
-
-    async fn publish(&self, session_id: &str, key: Option<&str>, kind: SessionEvent, data: Value) {
-        self.bus.notify(kind.event(session_id, key, data)).await;
-    }
-}
-
 /// A worker's small state behind a std mutex, held for a moment and never across an
 /// await: a panic while holding it leaves nothing half-changed, so poisoning is ignored.
 fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The event of a turn starting on message `m`.
-fn turn_started(session_id: &str, key: &str, m: &MessageRecord) -> crate::event::NewEvent {
-    SessionEvent::TurnStarted.event(
-        session_id,
-        Some(key),
-        json!({ "message_id": m.id, "input": m.text }),
-    )
 }
 
 fn validate_key(key: &str) -> Result<(), SessionError> {
@@ -1194,50 +691,4 @@ fn validate_key(key: &str) -> Result<(), SessionError> {
         });
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// After a burst of sessions leaves memory, the maps give back their tables.
-    #[test]
-    fn the_workers_maps_shrink_after_a_burst() {
-        let mut workers = Workers::default();
-        let burst: Vec<Arc<Active>> = (0..10_000)
-            .map(|i| {
-                let record = SessionRecord {
-                    id: format!("id-{i}"),
-                    key: format!("key-{i}"),
-                    adapter: "echo-agent".into(),
-                    config: json!({}),
-                    created_at: String::new(),
-                    updated_at: String::new(),
-                    system: None,
-                };
-                Arc::new(Active::new(record, 10))
-            })
-            .collect();
-        for a in &burst {
-            workers.insert(a.clone());
-        }
-        let peak = workers.by_id.capacity();
-        assert!(peak >= 10_000);
-        for a in &burst[10..] {
-            workers.remove(a);
-        }
-        assert_eq!(workers.len(), 10);
-        assert!(
-            workers.by_id.capacity() <= 64,
-            "{}",
-            workers.by_id.capacity()
-        );
-        assert!(
-            workers.by_key.capacity() <= 64,
-            "{}",
-            workers.by_key.capacity()
-        );
-        assert!(workers.get("id-3").is_some());
-        assert_eq!(workers.record_by_key("key-9").unwrap().id, "id-9");
-    }
 }
