@@ -13,6 +13,7 @@ mod session;
 mod sse;
 mod table;
 mod token;
+mod turn_printer;
 
 use std::process::ExitCode;
 
