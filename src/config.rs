@@ -235,4 +235,43 @@ mod tests {
         assert!(err.contains("switchyard.toml:2:1:"), "{err}");
         assert!(err.contains("plugins_dir"), "{err}");
     }
+
+    /// The README's `switchyard.toml` reads, and its values are the parts' defaults.
+    #[test]
+    fn the_readme_example_reads_and_shows_the_defaults() {
+        let readme = include_str!("../README.md");
+        let section = &readme[readme.find("## Configuration").expect("a section")..];
+        let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let text = &section[start..start + section[start..].find("```").unwrap()];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchyard.toml");
+        std::fs::write(&path, text).unwrap();
+        let config = Config::resolve(&Overrides {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        let sessions = SessionsConfig::default();
+        assert_eq!(config.sessions.default_adapter, sessions.default_adapter);
+        assert_eq!(config.sessions.max_queue, sessions.max_queue);
+        assert_eq!(config.sessions.history_limit, sessions.history_limit);
+        assert_eq!(config.sessions.idle_timeout, sessions.idle_timeout);
+        assert_eq!(config.sessions.abort_grace, sessions.abort_grace);
+        let bus = RetentionConfig::default();
+        assert_eq!(config.bus.retention_max_events, bus.retention_max_events);
+        assert_eq!(config.bus.retention_max_age, bus.retention_max_age);
+        let queues = QueuesConfig::default();
+        assert_eq!(config.queues.backoff, queues.backoff);
+        assert_eq!(config.queues.max_backoff, queues.max_backoff);
+        assert_eq!(config.queues.default_lease, queues.default_lease);
+        assert_eq!(config.queues.max_lease, queues.max_lease);
+        assert_eq!(
+            config.queues.default_max_attempts,
+            queues.default_max_attempts
+        );
+        assert_eq!(config.queues.max_wait, queues.max_wait);
+        assert_eq!(config.queues.reap_every, queues.reap_every);
+        assert_eq!(config.queues.served["summaries"].concurrency, 2);
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+    }
 }

@@ -117,6 +117,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let queues = Queues::new(store.clone(), config.queues.clone());
     shutdown.spawn_loop(Stage::Work, queues.clone().reap());
     register_drains(&shutdown, &sessions, &runs, &automations, &plugins, &store);
+    let metrics = crate::metrics::install();
+    if let Some(handle) = &metrics {
+        shutdown.spawn_loop(Stage::Work, crate::metrics::upkeep(handle.clone()));
+    }
     let state = AppState::new(api::App {
         plugins: plugins.clone(),
         store,
@@ -127,7 +131,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         automations,
         queues,
         tokens,
-        metrics: crate::metrics::install(),
+        metrics: metrics.clone(),
         ready: Arc::new(AtomicBool::new(false)),
         plugins_dir: config.plugins_dir.clone(),
         shutdown: shutdown.signal(Stage::Accept),
