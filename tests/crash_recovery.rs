@@ -6,21 +6,12 @@
 mod util;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use util::{Server, SseStream};
 
 const SESSIONS: usize = 8;
-
-#[derive(Default)]
-struct Acknowledged {
-    /// message id → session key
-    messages: HashMap<String, String>,
-    /// event seq → event id
-    events: HashMap<u64, String>,
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_request_survives_sigkill() {
@@ -35,48 +26,10 @@ async fn every_acknowledged_request_survives_sigkill() {
             .await;
         assert_eq!(status, 201, "{body}");
     }
-    let acked = Arc::new(Mutex::new(Acknowledged::default()));
-    let url = server.url.clone();
-    let mut clients = Vec::new();
-    for c in 0..8usize {
-        let (url, acked) = (url.clone(), acked.clone());
-        clients.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder().default_headers(util::bearer(util::ADMIN_TOKEN)).timeout(Duration::from_secs(5)).build().unwrap();
-            for i in 0.. {
-                let key = format!("c{}", (c + i) % SESSIONS);
-                let sent = if i % 3 == 0 {
-                    http.post(format!("{url}/v1/events"))
-                        .json(&json!({ "topic": format!("crash.c{c}"), "type": "test", "data": { "i": i } }))
-                        .send()
-                        .await
-                } else {
-                    http.post(format!("{url}/v1/sessions/{key}/messages"))
-                        .json(&json!({ "text": format!("client {c} message {i} with a few words") }))
-                        .send()
-                        .await
-                };
-                let Ok(r) = sent else { return }; // the server is gone
-                let status = r.status();
-                let Ok(body) = r.json::<Value>().await else { return };
-                if status.is_success() {
-                    let mut a = acked.lock().unwrap();
-                    if let Some(seq) = body["seq"].as_u64() {
-                        a.events.insert(seq, body["id"].as_str().unwrap().to_owned());
-                    } else {
-                        a.messages.insert(body["id"].as_str().unwrap().to_owned(), key);
-                    }
-                } else {
-                    assert_eq!(status, 429, "only a full queue may refuse: {body}");
-                }
-            }
-        }));
-    }
+    let load = util::Load::start(&server.url, "c", SESSIONS, 8);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let server = server.kill_and_restart().await;
-    for c in clients {
-        c.await.unwrap();
-    }
-    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let acked = load.finish().await;
     assert!(
         acked.messages.len() > 50,
         "too little load to show anything: {}",

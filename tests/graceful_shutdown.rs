@@ -7,21 +7,12 @@
 mod util;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use util::{Server, SseStream};
 
 const SESSIONS: usize = 8;
-
-#[derive(Default)]
-struct Acknowledged {
-    /// message id → session key
-    messages: HashMap<String, String>,
-    /// event seq → event id
-    events: HashMap<u64, String>,
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_drains_every_stage_and_loses_nothing() {
@@ -36,59 +27,18 @@ async fn sigterm_under_load_drains_every_stage_and_loses_nothing() {
             .await;
         assert_eq!(status, 201, "{body}");
     }
-    let acked = Arc::new(Mutex::new(Acknowledged::default()));
-    let mut clients = Vec::new();
-    for c in 0..8usize {
-        let (url, acked) = (server.url.clone(), acked.clone());
-        clients.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .default_headers(util::bearer(util::ADMIN_TOKEN))
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap();
-            for i in 0.. {
-                let key = format!("g{}", (c + i) % SESSIONS);
-                let sent = if i % 3 == 0 {
-                    http.post(format!("{url}/v1/events"))
-                        .json(&json!({ "topic": format!("drain.c{c}"), "type": "test", "data": { "i": i } }))
-                        .send()
-                        .await
-                } else {
-                    http.post(format!("{url}/v1/sessions/{key}/messages"))
-                        .json(&json!({ "text": format!("client {c} message {i} with a few words") }))
-                        .send()
-                        .await
-                };
-                let Ok(r) = sent else { return }; // the server stopped accepting
-                let status = r.status();
-                let Ok(body) = r.json::<Value>().await else { return };
-                if status.is_success() {
-                    let mut a = acked.lock().unwrap();
-                    if let Some(seq) = body["seq"].as_u64() {
-                        a.events.insert(seq, body["id"].as_str().unwrap().to_owned());
-                    } else {
-                        a.messages.insert(body["id"].as_str().unwrap().to_owned(), key);
-                    }
-                } else {
-                    assert_eq!(status, 429, "only a full queue may refuse: {body}");
-                }
-            }
-        }));
-    }
+    let load = util::Load::start(&server.url, "g", SESSIONS, 8);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let stopping = Instant::now();
     let (exit, printed, server) = server.terminate_and_restart().await;
     let took = stopping.elapsed();
-    for c in clients {
-        c.await.unwrap();
-    }
     assert!(exit.success(), "exit status {exit:?}");
     assert_eq!(
         printed.last().map(String::as_str),
         Some("switchyard stopped: every stage drained"),
         "stdout after the first line: {printed:?}"
     );
-    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let acked = load.finish().await;
     assert!(
         acked.messages.len() > 50,
         "too little load to show anything: {}",

@@ -510,3 +510,74 @@ pub async fn websocket(
         Err(e) => panic!("{path}: {e}"),
     }
 }
+
+/// What a [`Load`] got a 2xx for.
+#[derive(Default)]
+pub struct Acknowledged {
+    /// message id → session key
+    pub messages: std::collections::HashMap<String, String>,
+    /// event seq → event id
+    pub events: std::collections::HashMap<u64, String>,
+}
+
+/// Clients that keep sending messages to the sessions `{prefix}0` … and publishing
+/// events on `{prefix}.c{client}` (one request in three) until the server goes away,
+/// recording every request that got a 2xx; only a full queue (429) may refuse.
+pub struct Load {
+    acked: Arc<Mutex<Acknowledged>>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(url: &str, prefix: &str, sessions: usize, clients: usize) -> Load {
+        let acked = Arc::new(Mutex::new(Acknowledged::default()));
+        let clients = (0..clients)
+            .map(|c| {
+                let (url, acked, prefix) = (url.to_owned(), acked.clone(), prefix.to_owned());
+                tokio::spawn(async move {
+                    let http = reqwest::Client::builder()
+                        .default_headers(bearer(ADMIN_TOKEN))
+                        .timeout(Duration::from_secs(5))
+                        .build()
+                        .unwrap();
+                    for i in 0.. {
+                        let key = format!("{prefix}{}", (c + i) % sessions);
+                        let sent = if i % 3 == 0 {
+                            http.post(format!("{url}/v1/events"))
+                                .json(&json!({ "topic": format!("{prefix}.c{c}"), "type": "test", "data": { "i": i } }))
+                                .send()
+                                .await
+                        } else {
+                            http.post(format!("{url}/v1/sessions/{key}/messages"))
+                                .json(&json!({ "text": format!("client {c} message {i} with a few words") }))
+                                .send()
+                                .await
+                        };
+                        let Ok(r) = sent else { return }; // the server is gone
+                        let status = r.status();
+                        let Ok(body) = r.json::<Value>().await else { return };
+                        if status.is_success() {
+                            let mut a = acked.lock().unwrap();
+                            if let Some(seq) = body["seq"].as_u64() {
+                                a.events.insert(seq, body["id"].as_str().unwrap().to_owned());
+                            } else {
+                                a.messages.insert(body["id"].as_str().unwrap().to_owned(), key);
+                            }
+                        } else {
+                            assert_eq!(status, 429, "only a full queue may refuse: {body}");
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load { acked, clients }
+    }
+
+    /// Wait for every client to see the server gone; what was acknowledged.
+    pub async fn finish(self) -> Acknowledged {
+        for c in self.clients {
+            c.await.unwrap();
+        }
+        std::mem::take(&mut *self.acked.lock().unwrap())
+    }
+}
