@@ -11,8 +11,10 @@ pub struct UnknownWord {
     pub expected: String,
 }
 
-/// Declares an enum of words: each variant's word is its serde name, its
-/// [`as_str`](RunStatus::as_str), its `Display` and what `FromStr` takes back.
+/// Declares an enum of words: each variant's word is its serde name (and its OpenAPI
+/// enum value), its `as_str`, its `Display` and what `FromStr` takes back. The word is
+/// the variant's name in snake case (`TimedOut` = `timed_out`), written out beside it
+/// so that a reader sees it; a unit test checks that the two agree.
 macro_rules! words {
     (
         $(#[$meta:meta])*
@@ -26,8 +28,10 @@ macro_rules! words {
             serde::Deserialize,
             utoipa::ToSchema,
         )]
+        // utoipa reads `rename_all`, not a variant's `rename`: the words are snake case.
+        #[serde(rename_all = "snake_case")]
         pub enum $name {
-            $( $(#[$vmeta])* #[serde(rename = $word)] $variant, )+
+            $( $(#[$vmeta])* $variant, )+
         }
 
         impl $name {
@@ -95,5 +99,28 @@ mod tests {
             "`green` is not a light; expected one of: red, timed_out"
         );
         assert_eq!(Light::ALL, [Light::Red, Light::TimedOut]);
+    }
+
+    /// Every word as written is the word serde and the OpenAPI document use.
+    #[test]
+    fn the_words_are_what_serde_and_the_api_document_say() {
+        use crate::store::{FiringDecision, ItemStatus, MessageStatus, RunStatus, StepStatus};
+        fn agree<T>(all: &[T])
+        where
+            T: serde::Serialize + utoipa::PartialSchema + std::fmt::Display,
+        {
+            let schema = serde_json::to_value(T::schema()).unwrap();
+            let words: Vec<String> = all.iter().map(ToString::to_string).collect();
+            assert_eq!(schema["enum"], serde_json::json!(words), "{schema}");
+            for (value, word) in all.iter().zip(&words) {
+                assert_eq!(serde_json::to_value(value).unwrap(), *word);
+            }
+        }
+        agree(Light::ALL);
+        agree(RunStatus::ALL);
+        agree(StepStatus::ALL);
+        agree(ItemStatus::ALL);
+        agree(MessageStatus::ALL);
+        agree(FiringDecision::ALL);
     }
 }
