@@ -7,7 +7,7 @@
 //! | [`Stage::Automations`] | schedules, event and webhook firings | nothing starts runs any more |
 //! | [`Stage::Work`] | session workers, run drivers, served queues, the reaper, retention | turns in flight finish; what is queued stays queued on disk |
 //! | [`Stage::Plugins`] | plugin calls still in flight | nothing else calls them now |
-//! | [`Stage::Store`] | the writer, once every queued write has committed | the last writes of the stages above are durable |
+//! | [`Stage::Store`] | nothing new: it waits until every write queued has committed | the last writes of the stages above are durable |
 //!
 //! A stage's signal ([`Shutdown::signal`]) is cancelled when its turn comes; its
 //! loops end by themselves on it, its drain hooks run ([`Shutdown::on_drain`]), and the
@@ -140,8 +140,9 @@ impl Shutdown {
         });
     }
 
-    /// The tracker of `stage`, for a part that spawns its own tasks (one per session
-    /// worker, one per run) and must have them counted in the drain.
+    /// The tracker of `stage`, for a part that spawns tasks of its own there (the
+    /// served queues' workers) and must have them counted in the drain. (Sessions and
+    /// runs keep their own trackers and drain through [`Shutdown::on_drain`].)
     pub fn tracker(&self, stage: Stage) -> TaskTracker {
         self.stage(stage).tasks.clone()
     }

@@ -1,5 +1,7 @@
 //! The house has no import circle: reads every `crate::` and `super::` path in `src/`
-//! (outside comments and unit tests), resolves it to the file of its module, and
+//! (outside comments and unit tests), resolves it to the file of the module that
+//! defines what it names (through re-exports: `super::FiringRecord` in
+//! `store/runs.rs` is `store/firings.rs`), and
 //! looks for a circle among the top-level parts (`store`, `bus`, `sessions`, …) and
 //! among the files. A circle fails with the files and the paths that tie it.
 //!
@@ -155,14 +157,71 @@ fn tree(s: &[char], at: &mut usize, mut prefix: Vec<String>, out: &mut Vec<Vec<S
     }
 }
 
-/// The deepest module of `path` that has a file of its own.
+/// Names a module re-exports (`pub use child::Name;`), each with the path it stands for.
+type Reexports = BTreeMap<(Vec<String>, String), Vec<String>>;
+
+fn reexports(modules: &BTreeMap<Vec<String>, (PathBuf, String)>) -> Reexports {
+    let mut out = Reexports::new();
+    for (module, (_, text)) in modules {
+        let s: Vec<char> = code(text).chars().collect();
+        let word: Vec<char> = "pub use ".chars().collect();
+        let mut i = 0;
+        while i + word.len() <= s.len() {
+            if s[i..i + word.len()] != word[..] {
+                i += 1;
+                continue;
+            }
+            let mut at = i + word.len();
+            let mut found = Vec::new();
+            // `crate::…` and `super::…` are read from the root; anything else is
+            // relative to the module (a child, or another crate, which resolves to
+            // nothing here).
+            let rest: String = s[at..s.len().min(at + 7)].iter().collect();
+            if rest.starts_with("crate::") {
+                at += "crate::".len();
+                tree(&s, &mut at, Vec::new(), &mut found);
+            } else if rest.starts_with("super::") {
+                at += "super::".len();
+                tree(&s, &mut at, module[..module.len() - 1].to_vec(), &mut found);
+            } else {
+                tree(&s, &mut at, module.clone(), &mut found);
+            }
+            for path in found {
+                if let Some(name) = path.last() {
+                    out.insert((module.clone(), name.clone()), path.clone());
+                }
+            }
+            i = at;
+        }
+    }
+    out
+}
+
+/// The file of the module that defines what `path` names: the deepest module of it
+/// that has a file of its own, followed through that module's re-exports.
 fn resolve<'a>(
     path: &[String],
     modules: &'a BTreeMap<Vec<String>, (PathBuf, String)>,
+    reexported: &Reexports,
 ) -> Option<&'a Vec<String>> {
-    (1..=path.len())
-        .rev()
-        .find_map(|n| modules.get_key_value(&path[..n]).map(|(k, _)| k))
+    let mut path = path.to_vec();
+    for _ in 0..8 {
+        let module = (1..=path.len())
+            .rev()
+            .find_map(|n| modules.get_key_value(&path[..n]).map(|(k, _)| k))?;
+        let Some(name) = path.get(module.len()) else {
+            return Some(module);
+        };
+        match reexported.get(&(module.clone(), name.clone())) {
+            Some(target) if target != &path[..=module.len()] => {
+                let mut next = target.clone();
+                next.extend_from_slice(&path[module.len() + 1..]);
+                path = next;
+            }
+            _ => return Some(module),
+        }
+    }
+    None
 }
 
 /// A circle of `graph`, if it has one (depth-first search, the path on the stack).
@@ -198,6 +257,7 @@ fn circle<N: Ord + Clone>(graph: &BTreeMap<N, BTreeSet<N>>) -> Option<Vec<N>> {
 #[test]
 fn src_has_no_import_circle() {
     let modules = sources();
+    let reexported = reexports(&modules);
     let mut files: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
     let mut parts: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut why: BTreeMap<(Vec<String>, Vec<String>), Vec<String>> = BTreeMap::new();
@@ -205,7 +265,7 @@ fn src_has_no_import_circle() {
         let Some(part) = module.first() else { continue };
         files.entry(module.clone()).or_default();
         for path in paths(&code(text), module) {
-            let Some(target) = resolve(&path, &modules) else {
+            let Some(target) = resolve(&path, &modules, &reexported) else {
                 continue;
             };
             // A module naming its own ancestor (`crate::bus` from `bus::fanout`) is the
@@ -286,4 +346,28 @@ fn a_circle_is_found_and_a_tree_is_not() {
     assert_eq!(circle(&graph), None);
     graph.entry("c").or_default().insert("a");
     assert_eq!(circle(&graph), Some(vec!["a", "b", "c"]));
+}
+
+#[test]
+fn a_name_is_followed_through_its_parents_reexport() {
+    let module = |path: &str, text: &str| {
+        let key: Vec<String> = path.split("::").map(str::to_owned).collect();
+        (key, (PathBuf::from(path), text.to_owned()))
+    };
+    let modules: BTreeMap<_, _> = [
+        module(
+            "store",
+            "mod runs;\nmod firings;\npub use firings::{FiringRecord, Decision};\n",
+        ),
+        module("store::runs", "use super::FiringRecord;\n"),
+        module("store::firings", "pub struct FiringRecord;\n"),
+    ]
+    .into_iter()
+    .collect();
+    let reexported = reexports(&modules);
+    let path: Vec<String> = ["store", "FiringRecord"].map(str::to_owned).to_vec();
+    assert_eq!(
+        resolve(&path, &modules, &reexported),
+        Some(&vec!["store".to_owned(), "firings".to_owned()])
+    );
 }

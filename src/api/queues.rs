@@ -472,8 +472,8 @@ pub(super) struct Item {
     available_at: String,
     /// Dead if not done by then (TTL).
     expires_at: Option<String>,
-    /// Proves the claim to `extend`, `ack` and `nack`: only in the answer to the claim
-    /// itself, never listed.
+    /// Proves the claim to `extend`, `ack` and `nack`: in the answers to the worker
+    /// while it holds the lease, never in a listing.
     #[serde(skip_serializing_if = "Option::is_none")]
     lease_token: Option<String>,
     lease_expires_at: Option<String>,

@@ -8,7 +8,7 @@ use crate::recipes::Overlap;
 use crate::runs::{RunError, Trigger, TriggerFiring};
 use crate::store::{FiringDecision, FiringRecord};
 
-/// The bus event announcing a firing (topic `automation.<recipe>.fired`).
+/// The bus event announcing a firing (topic `automation.<recipe>.<decision>`).
 pub fn firing_event(firing: &FiringRecord, correlation_id: &str) -> NewEvent {
     let recipe = firing.automation.split(':').next().unwrap_or_default();
     NewEvent {

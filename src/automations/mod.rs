@@ -231,7 +231,9 @@ impl Automations {
                 }
                 event = run_ends.next() => match event {
                     Ok(event) => {
-                        if let Some(id) = crate::runs::events::ended_run(&event) {
+                        if let Some(id) = crate::runs::events::ended_run(&event)
+                            && self.inner.runs.has_ended(&event, id)
+                        {
                             self.run_ended(id);
                         }
                     }

@@ -2,6 +2,8 @@
 //! limits and defaults of every queue; each table under it (`[queues.NAME]`) makes a
 //! plugin serve queue NAME:
 //!
+//! A served queue cannot be named like a setting.
+//!
 //! ```toml
 //! [queues]
 //! default_max_attempts = 5
@@ -139,6 +141,15 @@ impl<'de> Deserialize<'de> for QueuesConfig {
                         }
                     }
                 }
+                for (key, value) in [
+                    ("default_lease_secs", config.default_lease),
+                    ("max_lease_secs", config.max_lease),
+                    ("reap_every_secs", config.reap_every),
+                ] {
+                    if value.is_zero() {
+                        return Err(de::Error::custom(format!("`{key}` must be more than 0")));
+                    }
+                }
                 Ok(config)
             }
         }
@@ -182,5 +193,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a number of seconds"), "{err}");
+        let err = toml::from_str::<QueuesConfig>("reap_every_secs = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`reap_every_secs` must be more than 0"),
+            "{err}"
+        );
     }
 }

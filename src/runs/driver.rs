@@ -172,12 +172,16 @@ pub(super) async fn finish_unresumable(inner: &Arc<Inner>, mut run: RunRecord, e
 async fn finish(inner: &Arc<Inner>, mut run: RunRecord) {
     run.finished_at = Some(crate::time::now_rfc3339());
     // No longer live before its end is announced, so a listener that hears the end
-    // never finds the run still live.
-    inner
+    // never finds the run still live (and an end published by anyone else, while the
+    // run is live, is not taken for it).
+    if let Some(live) = inner
         .live
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .remove(&run.id);
+        .get_mut(&run.id)
+    {
+        live.ending = true;
+    }
     let event = run_event(
         &run,
         run.status.as_str(),
@@ -187,6 +191,11 @@ async fn finish(inner: &Arc<Inner>, mut run: RunRecord) {
         // The run stays `running` on disk and is resumed (and ends again) at restart.
         tracing::error!(run = %run.id, error = %e, "cannot record the end of a run");
     }
+    inner
+        .live
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&run.id);
 }
 
 async fn save_step(

@@ -96,12 +96,21 @@ struct Inner {
     store: Store,
     bus: Bus,
     sessions: Sessions,
-    /// Runs being driven in this process, by id: cancel them through their token.
-    live: std::sync::Mutex<HashMap<String, CancellationToken>>,
+    /// Runs being driven in this process, by id.
+    live: std::sync::Mutex<HashMap<String, LiveRun>>,
     tasks: TaskTracker,
     /// Cancelled at shutdown: drivers stop where they are, and the runs are resumed
     /// at the next start (as after a crash).
     stopping: CancellationToken,
+}
+
+/// A run driven by this process.
+struct LiveRun {
+    /// Cancels the run (its driver aborts the steps in flight).
+    cancel: CancellationToken,
+    /// The driver is writing the run's end: no longer live, though a cancel still
+    /// waits for the end to be announced.
+    ending: bool,
 }
 
 impl Runs {
@@ -235,7 +244,13 @@ impl Runs {
             .live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(run.id.clone(), cancel.clone());
+            .insert(
+                run.id.clone(),
+                LiveRun {
+                    cancel: cancel.clone(),
+                    ending: false,
+                },
+            );
         let inner = self.inner.clone();
         let stopping = self.inner.stopping.clone();
         self.inner.tasks.spawn(async move {
@@ -292,15 +307,16 @@ impl Runs {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
-            .cloned();
+            .map(|live| live.cancel.clone());
         if let Some(token) = token {
+            // (A run already ending only finishes writing its end.)
             token.cancel();
             // The driver aborts turns in flight and writes the end; wait for it (an
             // adapter that ignores the abort is cut off after the sessions' grace).
             let wait = async {
                 loop {
                     match ends.next().await {
-                        Ok(event) if events::ended_run(&event) == Some(id) => break,
+                        Ok(event) if self.has_ended(&event, id) => break,
                         Ok(_) => {}
                         Err(_) => break,
                     }
@@ -311,12 +327,20 @@ impl Runs {
         self.get(id).await
     }
 
-    /// Is the run being driven now?
+    /// Is the run being driven now (and not yet writing its end)?
     pub fn is_live(&self, id: &str) -> bool {
         self.inner
             .live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains_key(id)
+            .get(id)
+            .is_some_and(|live| !live.ending)
+    }
+
+    /// Whether `event` announces the end of run `id`. Anyone may publish on `run.…`
+    /// topics: an end counts only once the run is no longer live here, which its
+    /// driver makes so before it announces the end.
+    pub fn has_ended(&self, event: &crate::event::Event, id: &str) -> bool {
+        events::ended_run(event) == Some(id) && !self.is_live(id)
     }
 }

@@ -84,11 +84,21 @@ impl Inner {
     pub(super) async fn work(self: Arc<Self>, active: Arc<Active>) {
         let id = active.record.id.clone();
         loop {
-            // At shutdown a message handed at enqueue (already `processing`) still runs;
-            // nothing more is taken.
+            // At shutdown a message handed at enqueue (already `processing`) still runs,
+            // and so does one an enqueue under way hands over (it pins the worker);
+            // nothing more is taken from the queue.
             if self.stopping.is_cancelled() && locked(&active.handed).is_none() {
-                self.active.lock().await.remove(&active);
-                return;
+                let mut map = self.active.lock().await;
+                if active.pinned.load(Ordering::SeqCst) == 0 && locked(&active.handed).is_none() {
+                    map.remove(&active);
+                    return;
+                }
+                drop(map);
+                if locked(&active.handed).is_none() {
+                    // Woken when the message is handed or the pin is dropped.
+                    active.wake.notified().await;
+                }
+                continue;
             }
             let handed = locked(&active.handed).take();
             let next = match handed {

@@ -3,26 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{RunStatus, StoreError, words};
+use super::{FiringDecision, RunStatus, StoreError};
 use crate::event::NewEvent;
-
-words! {
-    /// What a firing decided.
-    pub enum FiringDecision ("firing decision") {
-        /// A run started.
-        Started = "started",
-        /// It waits for a run of the same automation to end (overlap policy `queue`).
-        Queued = "queued",
-        /// Nothing ran: the overlap policy, a trigger plugin's verdict, or a slot that
-        /// fired already.
-        Skipped = "skipped",
-        /// The run could not start.
-        Error = "error",
-        /// Slots that passed while Switchyard was down, not caught up (`catch_up:
-        /// none`): recorded once, at the latest of them.
-        Missed = "missed",
-    }
-}
 
 /// One firing of an automation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

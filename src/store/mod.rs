@@ -24,18 +24,17 @@ mod status;
 mod tokens;
 
 pub use events::{CommitFeed, CommitSink, EventLog};
-pub use firings::{AutomationState, FiringDecision, FiringRecord, FiringStore};
+pub use firings::{AutomationState, FiringRecord, FiringStore};
 pub use kv::{KvError, KvLimits, KvStore};
-pub use queues::{ItemChange, ItemStatus, QueueItem, QueueStore};
-pub use runs::{RunFilter, RunRecord, RunStatus, RunStore, StepRecord, StepStatus};
+pub use queues::{ItemChange, QueueItem, QueueStore};
+pub use runs::{RunFilter, RunRecord, RunStore, StepRecord};
 pub use sessions::{
     AnnounceFinished, AnnounceInterrupted, AnnounceQueued, AnnounceSession, AnnounceTaken,
-    EnqueueOutcome, Enqueued, FinishedTurn, MessageRecord, MessageStatus, QueueCounts,
-    SessionRecord, SessionStore, StartTurn, TurnResult,
+    EnqueueOutcome, Enqueued, FinishedTurn, MessageRecord, QueueCounts, SessionRecord,
+    SessionStore, StartTurn, TurnResult,
 };
 pub use sqlite::SqliteStore;
-pub use status::UnknownWord;
-pub(crate) use status::words;
+pub use status::{FiringDecision, ItemStatus, MessageStatus, RunStatus, StepStatus, UnknownWord};
 pub use tokens::{TokenRecord, TokenStore};
 
 use std::ops::Deref;

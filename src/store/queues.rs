@@ -4,43 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{StoreError, words};
+use super::{ItemStatus, StoreError};
 use crate::event::NewEvent;
-
-words! {
-    /// Where a queue item is.
-    pub enum ItemStatus ("queue item status") {
-        /// Waiting for a worker.
-        Pending = "pending",
-        /// Claimed, with a lease.
-        Claimed = "claimed",
-        /// Its lease renewed at least once.
-        Running = "running",
-        Succeeded = "succeeded",
-        /// An attempt failed; it retries at `available_at`.
-        Failed = "failed",
-        /// Its lease ran out; it retries at `available_at`.
-        TimedOut = "timed_out",
-        Canceled = "canceled",
-        /// Out of attempts or past its TTL: a dead letter.
-        Dead = "dead",
-    }
-}
-
-impl ItemStatus {
-    /// Held by a worker's lease.
-    pub fn is_leased(self) -> bool {
-        matches!(self, ItemStatus::Claimed | ItemStatus::Running)
-    }
-
-    /// Ended for good (only a dead letter can be retried by hand).
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            ItemStatus::Succeeded | ItemStatus::Canceled | ItemStatus::Dead
-        )
-    }
-}
 
 /// An item of a work queue as persisted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

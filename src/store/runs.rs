@@ -2,54 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FiringRecord, StoreError, words};
+use super::{FiringRecord, RunStatus, StepStatus, StoreError};
 use crate::event::NewEvent;
-
-words! {
-    /// Where a run is: `running`, then `succeeded`, `failed` or `canceled`.
-    pub enum RunStatus ("run status") {
-        Running = "running",
-        Succeeded = "succeeded",
-        Failed = "failed",
-        Canceled = "canceled",
-    }
-}
-
-impl RunStatus {
-    /// Whether the run has ended.
-    pub fn is_final(self) -> bool {
-        self != RunStatus::Running
-    }
-}
-
-words! {
-    /// Where a step is: `pending`, `running`, `retrying`, then `succeeded`, `failed`,
-    /// `skipped` or `canceled`.
-    pub enum StepStatus ("step status") {
-        Pending = "pending",
-        Running = "running",
-        Retrying = "retrying",
-        Succeeded = "succeeded",
-        Failed = "failed",
-        Skipped = "skipped",
-        Canceled = "canceled",
-    }
-}
-
-impl StepStatus {
-    /// Whether the step has ended.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped | StepStatus::Canceled
-        )
-    }
-
-    /// Whether a step that needs this one may start.
-    pub fn lets_dependents_start(self) -> bool {
-        matches!(self, StepStatus::Succeeded | StepStatus::Skipped)
-    }
-}
 
 /// A recipe run as persisted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,32 +5,8 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::{StoreError, words};
+use super::{MessageStatus, StoreError};
 use crate::event::{Event, NewEvent};
-
-words! {
-    /// Where a message is. A user message is `queued`, then `processing` during its
-    /// turn, then ends as the turn did; a reply is `done`.
-    pub enum MessageStatus ("message status") {
-        Queued = "queued",
-        Processing = "processing",
-        /// The turn completed.
-        Done = "done",
-        /// The adapter failed.
-        Failed = "failed",
-        /// Aborted through the API.
-        Aborted = "aborted",
-        /// Cut off by a crash or a stop that could not wait for it.
-        Interrupted = "interrupted",
-    }
-}
-
-impl MessageStatus {
-    /// Whether its turn has ended.
-    pub fn is_final(self) -> bool {
-        !matches!(self, MessageStatus::Queued | MessageStatus::Processing)
-    }
-}
 
 /// A session's persisted attributes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,5 +1,7 @@
 //! State machines as types: each status or decision a record carries is an enum,
-//! serialised (to users, to the database, to events) as the word a user reads.
+//! serialised (to users, to the database, to events) as the word a user reads. They
+//! are kept here together, below the records that carry them: a firing shows its
+//! run's status, and a run is created with its firing.
 
 /// A status word the store did not write: the database was edited by hand, or by a
 /// newer Switchyard.
@@ -69,7 +71,128 @@ macro_rules! words {
     };
 }
 
-pub(crate) use words;
+words! {
+    /// Where a run is: `running`, then `succeeded`, `failed` or `canceled`.
+    pub enum RunStatus ("run status") {
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Canceled = "canceled",
+    }
+}
+
+impl RunStatus {
+    /// Whether the run has ended.
+    pub fn is_final(self) -> bool {
+        self != RunStatus::Running
+    }
+}
+
+words! {
+    /// Where a step is: `pending`, `running`, `retrying`, then `succeeded`, `failed`,
+    /// `skipped` or `canceled`.
+    pub enum StepStatus ("step status") {
+        Pending = "pending",
+        Running = "running",
+        Retrying = "retrying",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Skipped = "skipped",
+        Canceled = "canceled",
+    }
+}
+
+impl StepStatus {
+    /// Whether the step has ended.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped | StepStatus::Canceled
+        )
+    }
+
+    /// Whether a step that needs this one may start.
+    pub fn lets_dependents_start(self) -> bool {
+        matches!(self, StepStatus::Succeeded | StepStatus::Skipped)
+    }
+}
+
+words! {
+    /// Where a queue item is.
+    pub enum ItemStatus ("queue item status") {
+        /// Waiting for a worker.
+        Pending = "pending",
+        /// Claimed, with a lease.
+        Claimed = "claimed",
+        /// Its lease renewed at least once.
+        Running = "running",
+        Succeeded = "succeeded",
+        /// An attempt failed; it retries at `available_at`.
+        Failed = "failed",
+        /// Its lease ran out; it retries at `available_at`.
+        TimedOut = "timed_out",
+        Canceled = "canceled",
+        /// Out of attempts or past its TTL: a dead letter.
+        Dead = "dead",
+    }
+}
+
+impl ItemStatus {
+    /// Held by a worker's lease.
+    pub fn is_leased(self) -> bool {
+        matches!(self, ItemStatus::Claimed | ItemStatus::Running)
+    }
+
+    /// Ended for good (only a dead letter can be retried by hand).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ItemStatus::Succeeded | ItemStatus::Canceled | ItemStatus::Dead
+        )
+    }
+}
+
+words! {
+    /// Where a message is. A user message is `queued`, then `processing` during its
+    /// turn, then ends as the turn did; a reply is `done`.
+    pub enum MessageStatus ("message status") {
+        Queued = "queued",
+        Processing = "processing",
+        /// The turn completed.
+        Done = "done",
+        /// The adapter failed.
+        Failed = "failed",
+        /// Aborted through the API.
+        Aborted = "aborted",
+        /// Cut off by a crash or a stop that could not wait for it.
+        Interrupted = "interrupted",
+    }
+}
+
+impl MessageStatus {
+    /// Whether its turn has ended.
+    pub fn is_final(self) -> bool {
+        !matches!(self, MessageStatus::Queued | MessageStatus::Processing)
+    }
+}
+
+words! {
+    /// What a firing decided.
+    pub enum FiringDecision ("firing decision") {
+        /// A run started.
+        Started = "started",
+        /// It waits for a run of the same automation to end (overlap policy `queue`).
+        Queued = "queued",
+        /// Nothing ran: the overlap policy, a trigger plugin's verdict, or a slot that
+        /// fired already.
+        Skipped = "skipped",
+        /// The run could not start.
+        Error = "error",
+        /// Slots that passed while Switchyard was down, not caught up (`catch_up:
+        /// none`): recorded once, at the latest of them.
+        Missed = "missed",
+    }
+}
 
 #[cfg(test)]
 mod tests {
