@@ -112,6 +112,7 @@ impl Automations {
                 if !self.inner.runs.is_live(&run.id) {
                     self.run_ended(&run.id);
                 }
+                tracing::info!(automation = %record.automation, slot = %record.slot, run = %run.id, "automation fired: run started");
                 record.run_id = Some(run.id);
                 record
             }
@@ -152,6 +153,15 @@ impl Automations {
 
     /// Record a firing that starts no run; returns it.
     pub(super) async fn record(&self, firing: FiringRecord) -> FiringRecord {
+        let detail = firing.detail.as_deref().unwrap_or("");
+        match firing.decision {
+            FiringDecision::Error => {
+                tracing::warn!(automation = %firing.automation, slot = %firing.slot, decision = %firing.decision, detail, "automation fired: no run")
+            }
+            _ => {
+                tracing::info!(automation = %firing.automation, slot = %firing.slot, decision = %firing.decision, detail, "automation fired: no run")
+            }
+        }
         let event = firing_event(&firing, &firing.slot);
         if let Err(e) = self.inner.store.record_firing(firing.clone(), event).await {
             tracing::error!(error = %e, "automations: cannot record a firing");

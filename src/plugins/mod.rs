@@ -182,7 +182,7 @@ impl PluginHost {
                 tracing::info!(
                     plugin = %folder,
                     version = %plugin.manifest.version,
-                    load_ms = plugin.load_time.as_secs_f64() * 1e3,
+                    load_ms = %format_args!("{:.1}", plugin.load_time.as_secs_f64() * 1e3),
                     from_cache = plugin.cache == CacheOutcome::Hit,
                     "plugin {}", if current.is_some() { "reloaded" } else { "loaded" }
                 );

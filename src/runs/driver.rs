@@ -187,6 +187,13 @@ async fn finish(inner: &Arc<Inner>, mut run: RunRecord) {
         run.status.as_str(),
         json!({ "outputs": run.outputs, "error": run.error }),
     );
+    let error = run.error.as_deref().unwrap_or("");
+    match run.status {
+        RunStatus::Failed => {
+            tracing::warn!(run = %run.id, recipe = %run.recipe, error, "run failed")
+        }
+        status => tracing::info!(run = %run.id, recipe = %run.recipe, %status, "run ended"),
+    }
     if let Err(e) = inner.store.save_run(run.clone(), event).await {
         // The run stays `running` on disk and is resumed (and ends again) at restart.
         tracing::error!(run = %run.id, error = %e, "cannot record the end of a run");
@@ -385,6 +392,7 @@ impl StepTask {
     /// Record a failed attempt: `Some` to try again (after the backoff), `None` when
     /// the step has failed for good.
     async fn attempt_failed(&self, record: &mut StepRecord, error: String) -> Option<()> {
+        tracing::warn!(run = %self.run.id, step = %self.step.id, attempt = record.attempt, error = %error, "run step attempt failed");
         record.error = Some(error.clone());
         let policy = self.step.retries;
         if record.attempt <= policy.max {

@@ -200,6 +200,7 @@ impl Runs {
             let (automation, slot) = slot.unwrap_or_default();
             return Err(RunError::SlotTaken { automation, slot });
         }
+        tracing::info!(run = %run.id, recipe = %run.recipe, trigger = %run.trigger["kind"].as_str().unwrap_or("?"), "run started");
         self.drive(recipe, run.clone(), steps.clone());
         Ok(RunView { run, steps })
     }

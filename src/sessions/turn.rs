@@ -129,6 +129,9 @@ impl Inner {
                 Some(StopReason::Aborted),
             ),
         };
+        if let Some(error) = &error {
+            tracing::warn!(session = %record.key, message = %message.id, %status, error = %error, "turn ended with an error");
+        }
         // What the stored history gains (see `history_before`): a done user message,
         // and any reply.
         let gained: Vec<Message> = (status == MessageStatus::Done)
