@@ -102,6 +102,53 @@ on:
     )
 }
 
+/// Anyone with `events:write` may publish on `run.<id>.…`: an end published there
+/// while the run is still going is not taken for its end, so `overlap: skip` still
+/// sees the run and no second one starts beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_end_published_by_a_client_does_not_fool_the_overlap_policy() {
+    let server = Server::start(&["echo-agent"]).await;
+    // Each run takes ~2.7 s (10 words, 300 ms apart); a slot every second.
+    server
+        .install_recipe(
+            "faked",
+            &scheduled("faked", "* * * * * *", "      overlap: skip\n", 300),
+        )
+        .await;
+    let first = wait_firings(&server, "faked:schedule", Duration::from_secs(10), |f| {
+        f.iter().any(|f| f["run_id"].is_string())
+    })
+    .await;
+    let run_id = first
+        .iter()
+        .find_map(|f| f["run_id"].as_str())
+        .unwrap()
+        .to_owned();
+    let (status, body) = server
+        .post(
+            "/v1/events",
+            &json!({ "topic": format!("run.{run_id}.canceled"), "type": "switchyard.run.canceled",
+                     "source": "switchyard", "data": {} }),
+        )
+        .await;
+    assert!(status < 300, "{body}");
+    // Two more slots while the first run still goes.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    server.post("/v1/automations/faked/pause", &json!({})).await;
+    let list = firings(&server, "faked:schedule").await;
+    let (_, run) = server.get(&format!("/v1/runs/{run_id}")).await;
+    assert_eq!(run["status"], "running", "the first run still goes: {run}");
+    assert!(
+        list.iter().any(|f| f["decision"] == "skipped"),
+        "a slot while the run went is skipped: {list:#?}"
+    );
+    let ids: Vec<String> = list
+        .iter()
+        .filter_map(|f| f["run_id"].as_str().map(str::to_owned))
+        .collect();
+    assert_no_overlap(&ended_runs(&server, &ids).await);
+}
+
 #[tokio::test]
 async fn a_seconds_schedule_fires_real_runs_once_per_slot() {
     let server = Server::start(&["echo-agent"]).await;
