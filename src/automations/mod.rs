@@ -231,9 +231,7 @@ impl Automations {
                 }
                 event = run_ends.next() => match event {
                     Ok(event) => {
-                        if let Some(id) = crate::runs::events::ended_run(&event)
-                            && self.inner.runs.has_ended(&event, id)
-                        {
+                        if let Some(id) = self.inner.runs.ended(&event) {
                             self.run_ended(id);
                         }
                     }

@@ -317,7 +317,7 @@ impl Runs {
             let wait = async {
                 loop {
                     match ends.next().await {
-                        Ok(event) if self.has_ended(&event, id) => break,
+                        Ok(event) if self.ended(&event) == Some(id) => break,
                         Ok(_) => {}
                         Err(_) => break,
                     }
@@ -338,10 +338,10 @@ impl Runs {
             .is_some_and(|live| !live.ending)
     }
 
-    /// Whether `event` announces the end of run `id`. Anyone may publish on `run.…`
-    /// topics: an end counts only once the run is no longer live here, which its
-    /// driver makes so before it announces the end.
-    pub fn has_ended(&self, event: &crate::event::Event, id: &str) -> bool {
-        events::ended_run(event) == Some(id) && !self.is_live(id)
+    /// The run whose end `event` announces. Anyone may publish on `run.…` topics: an
+    /// end counts only once the run is no longer live here, which its driver makes so
+    /// before it announces the end.
+    pub fn ended<'e>(&self, event: &'e crate::event::Event) -> Option<&'e str> {
+        events::ended_run(event).filter(|id| !self.is_live(id))
     }
 }

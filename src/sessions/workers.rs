@@ -94,10 +94,9 @@ impl Inner {
                     return;
                 }
                 drop(map);
-                if locked(&active.handed).is_none() {
-                    // Woken when the message is handed or the pin is dropped.
-                    active.wake.notified().await;
-                }
+                // Woken when the message is handed or the pin is dropped (each stores
+                // a permit if it comes first).
+                active.wake.notified().await;
                 continue;
             }
             let handed = locked(&active.handed).take();
