@@ -6,26 +6,16 @@
 mod util;
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{Value, json};
-use util::{Server, SseStream};
+use util::Server;
 
 const SESSIONS: usize = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_request_survives_sigkill() {
     let server = Server::start(&["echo-agent"]).await;
-    for s in 0..SESSIONS {
-        // A little delay per word keeps turns in flight when the kill lands.
-        let (status, body) = server
-            .post(
-                "/v1/sessions",
-                &json!({ "key": format!("c{s}"), "config": { "delay_ms": 2 } }),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-    }
+    util::create_load_sessions(&server, "c", SESSIONS).await;
     let load = util::Load::start(&server.url, "c", SESSIONS, 8);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let server = server.kill_and_restart().await;
@@ -37,46 +27,10 @@ async fn every_acknowledged_request_survives_sigkill() {
     );
 
     // Every session drains after the restart.
-    let start = Instant::now();
-    for s in 0..SESSIONS {
-        loop {
-            let (_, snap) = server.get(&format!("/v1/sessions/c{s}")).await;
-            if snap["queue_depth"] == 0 && snap["processing"] == false {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "c{s} never drained: {snap}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    util::wait_sessions_idle(&server, "c", SESSIONS).await;
 
     // Every acknowledged message is in its session: done (with a reply) or interrupted.
-    let mut statuses: HashMap<String, usize> = HashMap::new();
-    let mut found = HashSet::new();
-    for s in 0..SESSIONS {
-        let (_, h) = server
-            .get(&format!("/v1/sessions/c{s}/history?limit=10000"))
-            .await;
-        let messages = h["messages"].as_array().unwrap();
-        for (i, m) in messages.iter().enumerate() {
-            if m["role"] != "user" {
-                continue;
-            }
-            let status = m["status"].as_str().unwrap().to_owned();
-            if status == "done" {
-                assert_eq!(
-                    messages[i + 1]["role"],
-                    "assistant",
-                    "a done message has its reply"
-                );
-                assert_eq!(messages[i + 1]["text"], m["text"]);
-            }
-            *statuses.entry(status).or_default() += 1;
-            found.insert(m["id"].as_str().unwrap().to_owned());
-        }
-    }
+    let (found, statuses) = util::user_messages(&server, "c", SESSIONS).await;
     let missing: Vec<_> = acked
         .messages
         .keys()
@@ -94,12 +48,10 @@ async fn every_acknowledged_request_survives_sigkill() {
 
     // The log holds every published event and a message.queued event for every
     // accepted message, and a final event for each turn.
-    let mut log = SseStream::connect(&format!("{}/v1/events?after=0", server.url), None).await;
     let mut seen_events = HashMap::new();
     let mut queued = HashSet::new();
     let mut ended = HashSet::new();
-    while let Some(msg) = log.next(Duration::from_millis(1000)).await {
-        let e: Value = serde_json::from_str(&msg.data).unwrap();
+    for e in util::log_events(&server).await {
         seen_events.insert(
             e["seq"].as_u64().unwrap(),
             e["id"].as_str().unwrap().to_owned(),

@@ -6,27 +6,17 @@
 
 mod util;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use util::{Server, SseStream};
+use util::Server;
 
 const SESSIONS: usize = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_drains_every_stage_and_loses_nothing() {
     let server = Server::start(&["echo-agent"]).await;
-    for s in 0..SESSIONS {
-        // A little delay per word keeps turns in flight when the signal lands.
-        let (status, body) = server
-            .post(
-                "/v1/sessions",
-                &json!({ "key": format!("g{s}"), "config": { "delay_ms": 2 } }),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-    }
+    util::create_load_sessions(&server, "g", SESSIONS).await;
     let load = util::Load::start(&server.url, "g", SESSIONS, 8);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let stopping = Instant::now();
@@ -46,43 +36,11 @@ async fn sigterm_under_load_drains_every_stage_and_loses_nothing() {
     );
 
     // Every session drains after the restart.
-    let start = Instant::now();
-    for s in 0..SESSIONS {
-        loop {
-            let (_, snap) = server.get(&format!("/v1/sessions/g{s}")).await;
-            if snap["queue_depth"] == 0 && snap["processing"] == false {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "g{s} never drained: {snap}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    util::wait_sessions_idle(&server, "g", SESSIONS).await;
 
     // Every acknowledged message is in its session, answered: a graceful stop lets the
     // turns in flight finish, so none is interrupted.
-    let mut found = HashSet::new();
-    let mut statuses: HashMap<String, usize> = HashMap::new();
-    for s in 0..SESSIONS {
-        let (_, h) = server
-            .get(&format!("/v1/sessions/g{s}/history?limit=10000"))
-            .await;
-        let messages = h["messages"].as_array().unwrap();
-        for (i, m) in messages.iter().enumerate() {
-            if m["role"] != "user" {
-                continue;
-            }
-            let status = m["status"].as_str().unwrap().to_owned();
-            if status == "done" {
-                assert_eq!(messages[i + 1]["role"], "assistant");
-                assert_eq!(messages[i + 1]["text"], m["text"]);
-            }
-            *statuses.entry(status).or_default() += 1;
-            found.insert(m["id"].as_str().unwrap().to_owned());
-        }
-    }
+    let (found, statuses) = util::user_messages(&server, "g", SESSIONS).await;
     let missing: Vec<_> = acked
         .messages
         .keys()
@@ -96,15 +54,16 @@ async fn sigterm_under_load_drains_every_stage_and_loses_nothing() {
     );
 
     // Every published event is in the log.
-    let mut log = SseStream::connect(&format!("{}/v1/events?after=0", server.url), None).await;
-    let mut seen = HashMap::new();
-    while let Some(msg) = log.next(Duration::from_millis(1000)).await {
-        let e: Value = serde_json::from_str(&msg.data).unwrap();
-        seen.insert(
-            e["seq"].as_u64().unwrap(),
-            e["id"].as_str().unwrap().to_owned(),
-        );
-    }
+    let seen: HashMap<u64, String> = util::log_events(&server)
+        .await
+        .iter()
+        .map(|e| {
+            (
+                e["seq"].as_u64().unwrap(),
+                e["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
     for (seq, id) in &acked.events {
         assert_eq!(seen.get(seq), Some(id), "published event {seq} lost");
     }

@@ -581,3 +581,83 @@ impl Load {
         std::mem::take(&mut *self.acked.lock().unwrap())
     }
 }
+
+/// Create the sessions `{prefix}0` … `{prefix}{n-1}` on echo-agent, with a little delay
+/// per word so that turns are in flight when a load is cut.
+pub async fn create_load_sessions(server: &Server, prefix: &str, n: usize) {
+    for s in 0..n {
+        let (status, body) = server
+            .post(
+                "/v1/sessions",
+                &json!({ "key": format!("{prefix}{s}"), "config": { "delay_ms": 2 } }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+/// Wait (at most a minute) until the sessions `{prefix}0` … have nothing queued or
+/// processing.
+pub async fn wait_sessions_idle(server: &Server, prefix: &str, n: usize) {
+    let start = Instant::now();
+    for s in 0..n {
+        loop {
+            let (_, snap) = server.get(&format!("/v1/sessions/{prefix}{s}")).await;
+            if snap["queue_depth"] == 0 && snap["processing"] == false {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{prefix}{s} never drained: {snap}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The user messages of the sessions `{prefix}0` …: their ids, and how many have each
+/// status. A `done` message is checked to have its reply (echo-agent: the same text).
+pub async fn user_messages(
+    server: &Server,
+    prefix: &str,
+    n: usize,
+) -> (
+    std::collections::HashSet<String>,
+    std::collections::HashMap<String, usize>,
+) {
+    let mut found = std::collections::HashSet::new();
+    let mut statuses = std::collections::HashMap::new();
+    for s in 0..n {
+        let (_, h) = server
+            .get(&format!("/v1/sessions/{prefix}{s}/history?limit=10000"))
+            .await;
+        let messages = h["messages"].as_array().unwrap();
+        for (i, m) in messages.iter().enumerate() {
+            if m["role"] != "user" {
+                continue;
+            }
+            let status = m["status"].as_str().unwrap().to_owned();
+            if status == "done" {
+                assert_eq!(
+                    messages[i + 1]["role"],
+                    "assistant",
+                    "a done message has its reply"
+                );
+                assert_eq!(messages[i + 1]["text"], m["text"]);
+            }
+            *statuses.entry(status).or_default() += 1;
+            found.insert(m["id"].as_str().unwrap().to_owned());
+        }
+    }
+    (found, statuses)
+}
+
+/// Every event in the server's log, oldest first (read until a second passes with none).
+pub async fn log_events(server: &Server) -> Vec<Value> {
+    let mut log = SseStream::connect(&format!("{}/v1/events?after=0", server.url), None).await;
+    let mut events = Vec::new();
+    while let Some(msg) = log.next(Duration::from_millis(1000)).await {
+        events.push(serde_json::from_str(&msg.data).unwrap());
+    }
+    events
+}
